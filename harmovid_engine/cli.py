@@ -1,0 +1,231 @@
+"""The ``harmovid`` command line: new, render, info (and more as the engine grows).
+
+Exit codes: 0 ok; 2 bad input (one clear line on stderr, no traceback); 1 internal error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import Cancelled, HarmoVidError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with 2 and one line (its default is 2 too, with usage; keep that)."""
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def parse_set(items: list[str] | None) -> dict:
+    """``KEY=VALUE`` pairs -> dict, values parsed as JSON when they can be (numbers, true/false), else strings."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise HarmoVidError(f"--set expects KEY=VALUE, got '{item}'")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+# -- commands -------------------------------------------------------------------------------------------------------
+def cmd_new(args) -> int:
+    from .project import RenderSettings, create_project
+
+    settings = RenderSettings(engine=args.engine)
+    _apply_render_flags(settings, args)
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None:
+            bar = _progress(total, "importing matte", not args.quiet)
+        bar.update(done - bar.n)
+
+    key = args.key
+    proj = create_project(args.project, args.fg, args.plate, matte=args.matte, key=key, render=settings,
+                          overwrite=args.force, progress=progress)
+    if bar is not None:
+        bar.close()
+    if proj.matte.source == "none" and not args.quiet:
+        print("note: no matte given and the talent has no alpha channel; the talent is opaque until you make a matte "
+              "(--key or --matte)", file=sys.stderr)
+    # Validate the engine settings now rather than at render time.
+    from .engines import create_engine
+
+    create_engine(proj.render.engine, proj.render.engine_settings)
+    if not args.quiet:
+        print(f"created {proj.folder} (matte: {proj.matte.source}, engine: {proj.render.engine})")
+    return EXIT_OK
+
+
+def _apply_render_flags(settings, args) -> None:
+    if getattr(args, "no_deflicker", False):
+        settings.deflicker = False
+    if getattr(args, "no_shadow", False):
+        settings.shadow = False
+    if getattr(args, "no_light_wrap", False):
+        settings.light_wrap = False
+    settings.engine_settings.update(parse_set(getattr(args, "set", None)))
+
+
+def cmd_render(args) -> int:
+    from .project import Project
+    from .render import CancelToken, render
+
+    proj = Project.open(args.project)
+    if args.engine and args.engine != proj.render.engine:
+        proj.render.engine = args.engine
+        proj.render.engine_settings = {}
+    _apply_render_flags(proj.render, args)
+    out = Path(args.output)
+    fmt = args.format or _format_from_name(out) or proj.render.format
+    cancel = CancelToken()
+    previous = signal.signal(signal.SIGTERM, lambda *_: cancel.cancel())
+    bar = None
+    try:
+        for p in render(proj, out, fmt=fmt, layer=args.layer, start=args.start, end=args.end, cancel=cancel,
+                        audio=not args.no_audio):
+            if bar is None:
+                bar = _progress(p.total, f"render {out.name}", not args.quiet)
+            bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        signal.signal(signal.SIGTERM, previous)
+    if not args.quiet:
+        print(f"wrote {out}")
+    return EXIT_OK
+
+
+def _format_from_name(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return {".mp4": "h264", ".mov": "prores4444", "": "png"}.get(suffix)
+
+
+def cmd_info(args) -> int:
+    from .media import probe
+
+    p = Path(args.path)
+    if (p / "project.json").exists() or p.name == "project.json":
+        from .project import Project
+
+        proj = Project.open(p)
+        info = proj.to_dict()
+        info["folder"] = str(proj.folder)
+        info["missing_media"] = proj.missing_media()
+        info["recovery_available"] = proj.has_recovery()
+        if not info["missing_media"]:
+            info["talent_info"] = probe(proj.talent_path).describe()
+            info["plate_info"] = probe(proj.plate_path).describe()
+    else:
+        info = probe(p).describe()
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        _print_tree(info)
+    return EXIT_OK
+
+
+def _print_tree(d: dict, indent: int = 0) -> None:
+    for k, v in d.items():
+        if isinstance(v, dict):
+            print(" " * indent + f"{k}:")
+            _print_tree(v, indent + 2)
+        else:
+            print(" " * indent + f"{k}: {v}")
+
+
+# -- parser ---------------------------------------------------------------------------------------------------------
+def _add_render_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-deflicker", action="store_true", help="switch the temporal deflicker off")
+    p.add_argument("--no-shadow", action="store_true", help="no cast/contact shadow of the talent on the plate")
+    p.add_argument("--no-light-wrap", action="store_true", help="no light wrap from the plate onto talent edges")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="an engine setting (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .engines import ENGINES
+
+    parser = _Parser(prog="harmovid", description="HarmoVid: relightful video portrait harmonization.")
+    parser.add_argument("--version", action="version", version=f"harmovid {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("new", help="create a project from a talent clip and a plate",
+                       description="Create a project folder. The matte comes from --matte (an .alpha.npz, image "
+                                   "sequence or matte video, imported into the project) or --key (chroma key); "
+                                   "otherwise from the talent's alpha channel if it has one.")
+    p.add_argument("project", help="project folder to create")
+    p.add_argument("--fg", "--talent", dest="fg", required=True, help="talent clip (video or image sequence)")
+    p.add_argument("--plate", required=True, help="background plate (still, video or image sequence)")
+    m = p.add_mutually_exclusive_group()
+    m.add_argument("--matte", help="matte file or folder to import")
+    m.add_argument("--key", choices=["green", "blue", "auto"], help="chroma key the talent")
+    p.add_argument("--engine", default="none", choices=sorted(ENGINES), help="harmonization engine")
+    p.add_argument("--force", action="store_true", help="replace an existing project in that folder")
+    _add_render_flags(p)
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("render", help="render a project to a video file or PNG sequence",
+                       description="Render a project. The format follows the output name (.mp4: h264, .mov: "
+                                   "prores4444, a folder: png) unless --format is given.")
+    p.add_argument("project", help="project folder")
+    p.add_argument("-o", "--output", required=True, help="output file (.mp4/.mov) or folder (png)")
+    p.add_argument("--format", choices=["h264", "prores4444", "png"])
+    p.add_argument("--layer", choices=["composite", "talent"],
+                   help="composite: talent over plate (default); talent: the talent alone with its matte as alpha")
+    p.add_argument("--start", type=int, help="first frame (default: in point or 0)")
+    p.add_argument("--end", type=int, help="last frame, inclusive (default: out point or last frame)")
+    p.add_argument("--engine", choices=sorted(ENGINES), help="override the project's engine")
+    p.add_argument("--no-audio", action="store_true", help="do not carry the talent's audio")
+    _add_render_flags(p)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("info", help="describe a media file or a project")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except HarmoVidError as exc:
+        if args.debug:
+            raise
+        print(f"harmovid: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (KeyboardInterrupt, Cancelled):
+        print("harmovid: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # an engine bug: say so plainly, keep the traceback for --debug
+        if args.debug:
+            raise
+        print(f"harmovid: internal error: {type(exc).__name__}: {exc} (run with --debug for details and please "
+              "report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

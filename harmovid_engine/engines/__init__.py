@@ -1,0 +1,56 @@
+"""Harmonization engines, selectable by name (project render settings, ``harmovid render --engine NAME``).
+
+An engine turns the placed talent into talent lit like the plate. Interface::
+
+    engine = create_engine(name, settings)       # settings: dict of engine options
+    engine.radius                                 # temporal radius of the engine itself (0: per frame)
+    engine.harmonize(talent_linear, alpha, plate_linear, frame_index) -> talent_linear
+
+``none`` leaves the talent unchanged (a plain composite).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..errors import HarmoVidError
+
+
+class Engine:
+    name = "base"
+    radius = 0
+    defaults: dict = {}
+
+    def __init__(self, settings: dict | None = None):
+        self.settings = {**self.defaults, **(settings or {})}
+        unknown = set(self.settings) - set(self.defaults)
+        if unknown:
+            raise HarmoVidError(f"engine '{self.name}' has no setting(s) {', '.join(sorted(unknown))}; "
+                                f"known: {', '.join(sorted(self.defaults)) or 'none'}")
+
+    def harmonize(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class NoneEngine(Engine):
+    """The plain composite: talent as shot."""
+
+    name = "none"
+
+    def harmonize(self, talent, alpha, plate, index):
+        return talent
+
+
+ENGINES: dict[str, Callable[..., Engine]] = {"none": NoneEngine}
+
+
+def register_engine(cls) -> None:
+    ENGINES[cls.name] = cls
+
+
+def create_engine(name: str, settings: dict | None = None) -> Engine:
+    if name not in ENGINES:
+        raise HarmoVidError(f"unknown engine '{name}' (available: {', '.join(sorted(ENGINES))})")
+    return ENGINES[name](settings)

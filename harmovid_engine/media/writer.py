@@ -1,0 +1,245 @@
+"""Writers: H.264 MP4, ProRes 4444 MOV with alpha, PNG sequences (8/16 bit, with alpha).
+
+Frames come in as float32 linear RGB ``(H, W, 3)`` plus optional alpha ``(H, W)``; the writer encodes them to code
+values. Every writer writes to a temporary name beside the destination and renames it into place only when
+``close()`` succeeds; ``abort()`` (or an exception inside a ``with`` block) leaves nothing at the destination.
+Audio from the talent clip can be muxed into H.264 and ProRes outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..colour import alpha_from_float, from_linear
+from ..errors import MediaError
+from .ffmpeg import ffmpeg_exe, last_error_line
+
+FORMATS = {
+    "h264": ".mp4",
+    "prores4444": ".mov",
+    "png": "",  # a folder of frame_%05d.png
+}
+
+
+@dataclass
+class AudioSource:
+    """Audio to carry into an export: ``path``'s first audio stream from ``start`` seconds for ``duration``."""
+
+    path: str
+    start: float = 0.0
+    duration: float | None = None
+
+
+class FrameWriter:
+    """Base class: ``write(rgb_linear, alpha=None)`` per frame, then ``close()`` (or ``abort()``)."""
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, fps: Fraction):
+        self.path = Path(path)
+        self.width, self.height, self.fps = int(width), int(height), Fraction(fps)
+        self.frames_written = 0
+        self._closed = False
+        if not self.path.parent.exists():
+            raise MediaError(f"the folder '{self.path.parent}' does not exist")
+
+    def write(self, rgb_linear: np.ndarray, alpha: np.ndarray | None = None) -> None:
+        if rgb_linear.shape[:2] != (self.height, self.width):
+            raise ValueError(f"frame is {rgb_linear.shape[1]}x{rgb_linear.shape[0]}, writer is "
+                             f"{self.width}x{self.height}")
+        self._write(rgb_linear, alpha)
+        self.frames_written += 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _write(self, rgb_linear, alpha):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class FFmpegWriter(FrameWriter):
+    """Pipes raw frames into ffmpeg writing a temporary file; renamed into place on success."""
+
+    codec_args: list[str] = []
+    container = "mp4"
+    audio_codec = ["-c:a", "aac", "-b:a", "192k"]
+    with_alpha = False
+
+    def __init__(self, path, width, height, fps, audio: AudioSource | None = None, **options):
+        super().__init__(path, width, height, fps)
+        self.options = options
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._stderr = tempfile.TemporaryFile()
+        pix_in = "rgba64le" if self.with_alpha else "rgb24"
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                "-f", "rawvideo", "-pix_fmt", pix_in, "-s", f"{self.width}x{self.height}",
+                "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "-"]
+        has_audio = audio is not None
+        if has_audio:
+            if audio.start > 0:
+                args += ["-ss", f"{audio.start:.6f}"]
+            if audio.duration is not None:
+                args += ["-t", f"{audio.duration:.6f}"]
+            args += ["-i", str(audio.path)]
+        args += ["-map", "0:v:0"]
+        if has_audio:
+            args += ["-map", "1:a:0?", *self.audio_codec]
+        args += self.video_args()
+        args += ["-f", self.container, str(self._tmp)]
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=self._stderr)
+
+    def video_args(self) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _encode(self, rgb_linear, alpha) -> bytes:
+        if self.with_alpha:
+            rgba = np.empty((self.height, self.width, 4), np.uint16)
+            rgba[..., :3] = from_linear(rgb_linear, np.uint16)
+            rgba[..., 3] = 65535 if alpha is None else alpha_from_float(alpha, np.uint16)
+            return rgba.astype("<u2").tobytes()
+        return from_linear(rgb_linear, np.uint8).tobytes()
+
+    def _write(self, rgb_linear, alpha):
+        try:
+            self._proc.stdin.write(self._encode(rgb_linear, alpha))
+        except (BrokenPipeError, OSError):
+            self._fail("the encoder stopped")
+
+    def _fail(self, what: str):
+        self.abort()
+        self._stderr.seek(0)
+        raise MediaError(f"writing '{self.path.name}' failed: {what} ({last_error_line(self._stderr.read())})")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        rc = self._proc.wait()
+        if rc != 0 or self.frames_written == 0:
+            self._fail("no frames were written" if self.frames_written == 0 else f"ffmpeg exited with {rc}")
+        os.replace(self._tmp, self.path)
+        self._stderr.close()
+        self._closed = True
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._proc.poll() is None:
+            self._proc.kill()
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        self._proc.wait()
+        self._tmp.unlink(missing_ok=True)
+
+
+class H264Writer(FFmpegWriter):
+    """H.264 in MP4, yuv420p, BT.709 limited range, tagged. Odd sizes are padded by one edge pixel."""
+
+    container = "mp4"
+
+    def video_args(self) -> list[str]:
+        crf = int(self.options.get("crf", 18))
+        preset = str(self.options.get("preset", "medium"))
+        vf = ("pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0,fillborders=right=1:bottom=1:mode=smear,"
+              if self.width % 2 or self.height % 2 else "")
+        vf += "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int"
+        return ["-vf", vf, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", preset,
+                "-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+                "-movflags", "+faststart"]
+
+
+class ProRes4444Writer(FFmpegWriter):
+    """ProRes 4444 in MOV, yuva444p10le with 16-bit alpha, BT.709 tagged."""
+
+    container = "mov"
+    with_alpha = True
+    audio_codec = ["-c:a", "pcm_s16le"]
+
+    def video_args(self) -> list[str]:
+        return ["-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int",
+                "-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le", "-alpha_bits", "16",
+                "-vendor", "apl0", "-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709",
+                "-color_trc", "bt709"]
+
+
+class PngSequenceWriter(FrameWriter):
+    """A folder of ``frame_%05d.png`` (8 or 16 bit, RGBA when alpha is given), moved into place on close."""
+
+    def __init__(self, path, width, height, fps, bit_depth: int = 8, start_number: int = 0, **_):
+        super().__init__(path, width, height, fps)
+        if bit_depth not in (8, 16):
+            raise MediaError("PNG bit depth must be 8 or 16")
+        self.dtype = np.uint8 if bit_depth == 8 else np.uint16
+        self.start_number = start_number
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent))
+
+    def _write(self, rgb_linear, alpha):
+        rgb = from_linear(rgb_linear, self.dtype)
+        if alpha is not None:
+            img = cv2.cvtColor(np.dstack([rgb, alpha_from_float(alpha, self.dtype)]), cv2.COLOR_RGBA2BGRA)
+        else:
+            img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        name = self._tmp / f"frame_{self.start_number + self.frames_written:05d}.png"
+        if not cv2.imwrite(str(name), img, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            self.abort()
+            raise MediaError(f"cannot write '{name.name}' (disk full or no permission?)")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.path.exists():
+            if not self.path.is_dir():
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                raise MediaError(f"'{self.path}' exists and is not a folder")
+            old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
+            os.replace(self.path, old)
+            os.replace(self._tmp, self.path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def open_writer(fmt: str, path, width: int, height: int, fps, audio: AudioSource | None = None,
+                **options) -> FrameWriter:
+    """Open a writer by format name: ``h264``, ``prores4444`` or ``png`` (options: crf, preset, bit_depth)."""
+    if fmt == "h264":
+        return H264Writer(path, width, height, fps, audio=audio, **options)
+    if fmt == "prores4444":
+        return ProRes4444Writer(path, width, height, fps, audio=audio, **options)
+    if fmt == "png":
+        return PngSequenceWriter(path, width, height, fps, **options)
+    raise MediaError(f"unknown output format '{fmt}' (choose {', '.join(FORMATS)})")

@@ -1,0 +1,75 @@
+"""Creating a project from a talent clip and a plate (what ``harmovid new`` and File > New do)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..errors import HarmoVidError, MediaError, ProjectError
+from ..media import open_source
+from ..media.probe import probe
+from .model import MatteSettings, Placement, Project, RenderSettings
+
+
+def create_project(folder, talent, plate, matte: str | None = None, key: str | None = None,
+                   render: RenderSettings | None = None, overwrite: bool = False, progress=None) -> Project:
+    """Create and save a project folder.
+
+    matte: a matte file or folder to import into ``mattes/`` (``.alpha.npz``, image sequence, matte video);
+    key: ``green`` | ``blue`` | ``auto`` for a chroma key. Without either, the talent's own alpha channel is used if
+    it has one, else the talent is opaque (a matte can be made later). Nothing is left behind on failure.
+    """
+    from ..matte import ChromaKeySettings, MatteStore, detect_black_bars, read_matte_frames
+    from ..matte.chroma import ChromaKeyer
+    from ..matte.provider import codes_to_unit
+
+    folder = Path(folder).absolute()
+    if matte and key:
+        raise ProjectError("give either a matte file or a key, not both")
+    if (folder / "project.json").exists() and not overwrite:
+        raise ProjectError(f"'{folder}' already holds a project (use --force to replace it)")
+    if folder.exists() and not folder.is_dir():
+        raise ProjectError(f"'{folder}' exists and is not a folder")
+    talent_info = probe(talent)
+    if talent_info.kind == "still":
+        raise MediaError(f"the talent '{Path(talent).name}' is a still image; talent must be a clip or sequence")
+    plate_info = probe(plate)
+    created_folder = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        proj = Project(folder, talent=None, plate=None, render=render or RenderSettings())
+        proj.talent = proj.make_ref(talent)
+        proj.plate = proj.make_ref(plate)
+        proj.placement = Placement.default((talent_info.width, talent_info.height),
+                                           (plate_info.width, plate_info.height))
+        proj.matte = MatteSettings()
+        store = MatteStore(proj.mattes_dir)
+        if overwrite:
+            store.clear()
+        if matte:
+            n = talent_info.frame_count
+            for i, a in enumerate(read_matte_frames(matte, talent_info.width, talent_info.height, n)):
+                store.put(i, a)
+                if progress:
+                    progress(i + 1, n)
+            proj.matte.source = "stored"
+            proj.matte.imported_from = str(Path(matte).absolute())
+        elif key:
+            with open_source(talent) as src:
+                n = len(src)
+                samples = [codes_to_unit(src.read(i)) for i in sorted({0, n // 2, n - 1})]
+            ks = ChromaKeySettings(screen=key)
+            ks.garbage = detect_black_bars(samples)
+            ChromaKeyer(ks, samples[0])  # picks and stores the key colour; raises if there is no screen
+            proj.matte.source = "key"
+            proj.matte.key = ks.to_dict()
+        elif talent_info.has_alpha:
+            proj.matte.source = "alpha"
+        else:
+            proj.matte.source = "none"
+        proj.save()
+        return proj
+    except (HarmoVidError, KeyboardInterrupt, Exception):
+        if created_folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -1,0 +1,296 @@
+"""The project: a folder holding ``project.json``, ``mattes/`` and a disposable ``cache/``.
+
+``project.json`` has a schema version, the talent and plate paths relative to the project folder (with the absolute
+path remembered for relinking), the matte source and its settings, the talent's placement on the plate as keyframes,
+in/out points and the render settings. Saves are atomic (write a temporary file, fsync, rename). ``autosave()`` writes
+``project.autosave.json`` beside it; when that file is newer than the last save (a crash), ``has_recovery()`` is true
+and ``recover()`` loads it. Opening a corrupt file or a newer schema raises :class:`ProjectError` and changes
+nothing on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import ProjectError
+
+SCHEMA_VERSION = 1
+PROJECT_FILE = "project.json"
+AUTOSAVE_FILE = "project.autosave.json"
+
+
+@dataclass
+class PlacementKey:
+    frame: int
+    x: float  # plate pixels of the talent's top-left corner
+    y: float
+    scale: float  # uniform scale of the talent
+
+
+@dataclass
+class Placement:
+    """Keyframed position and uniform scale of the talent on the plate (linear between keys, held outside)."""
+
+    keys: list[PlacementKey] = field(default_factory=list)
+
+    def at(self, frame: float) -> tuple[float, float, float]:
+        if not self.keys:
+            return 0.0, 0.0, 1.0
+        keys = sorted(self.keys, key=lambda k: k.frame)
+        if frame <= keys[0].frame:
+            k = keys[0]
+            return k.x, k.y, k.scale
+        for a, b in zip(keys, keys[1:]):
+            if a.frame <= frame <= b.frame:
+                t = (frame - a.frame) / max(b.frame - a.frame, 1e-9)
+                return (a.x + t * (b.x - a.x), a.y + t * (b.y - a.y), a.scale + t * (b.scale - a.scale))
+        k = keys[-1]
+        return k.x, k.y, k.scale
+
+    def set_key(self, frame: int, x: float, y: float, scale: float) -> None:
+        if scale <= 0:
+            raise ProjectError("placement scale must be positive")
+        self.keys = [k for k in self.keys if k.frame != frame] + [PlacementKey(int(frame), x, y, scale)]
+        self.keys.sort(key=lambda k: k.frame)
+
+    @staticmethod
+    def default(talent_size: tuple[int, int], plate_size: tuple[int, int]) -> "Placement":
+        """Identity for equal sizes; else scaled to the plate's height, centred, bottom-aligned."""
+        tw, th = talent_size
+        pw, ph = plate_size
+        if (tw, th) == (pw, ph):
+            return Placement([PlacementKey(0, 0.0, 0.0, 1.0)])
+        s = ph / th
+        return Placement([PlacementKey(0, (pw - tw * s) / 2.0, ph - th * s, s)])
+
+
+@dataclass
+class MatteSettings:
+    source: str = "none"  # "key" | "alpha" | "stored" | "none"
+    key: dict = field(default_factory=dict)  # ChromaKeySettings as a dict when source == "key"
+    choke: float = 0.0  # px, applied to every source
+    feather: float = 0.0
+    temporal_radius: int = 1  # frames; 0 switches temporal smoothing off
+    imported_from: str = ""  # where stored mattes came from, for the record
+
+
+@dataclass
+class RenderSettings:
+    engine: str = "none"
+    layer: str = "composite"  # "composite" | "talent"
+    format: str = "h264"
+    crf: int = 18
+    preset: str = "medium"
+    png_bit_depth: int = 8
+    deflicker: bool = True
+    shadow: bool = True
+    light_wrap: bool = True
+    engine_settings: dict = field(default_factory=dict)
+
+
+@dataclass
+class MediaRef:
+    path: str  # relative to the project folder
+    absolute: str = ""  # where it was when linked, used if the relative path breaks (project moved alone)
+
+
+class Project:
+    """An open project. Mutate its fields, then ``save()``."""
+
+    def __init__(self, folder: str | os.PathLike, talent: MediaRef, plate: MediaRef,
+                 matte: MatteSettings | None = None, placement: Placement | None = None,
+                 render: RenderSettings | None = None, in_point: int | None = None, out_point: int | None = None,
+                 name: str = ""):
+        self.folder = Path(folder).absolute()
+        self.talent = talent
+        self.plate = plate
+        self.matte = matte or MatteSettings()
+        self.placement = placement or Placement()
+        self.render = render or RenderSettings()
+        self.in_point = in_point
+        self.out_point = out_point
+        self.name = name or self.folder.name
+        self.created = time.strftime("%Y-%m-%dT%H:%M:%S")
+
+    # -- paths --------------------------------------------------------------------------------------------------
+    @property
+    def file(self) -> Path:
+        return self.folder / PROJECT_FILE
+
+    @property
+    def autosave_file(self) -> Path:
+        return self.folder / AUTOSAVE_FILE
+
+    @property
+    def mattes_dir(self) -> Path:
+        return self.folder / "mattes"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.folder / "cache"
+
+    def resolve(self, ref: MediaRef) -> Path:
+        """Absolute path of a media reference: relative to the project, else the remembered absolute path."""
+        rel = (self.folder / ref.path).resolve() if ref.path else None
+        if rel is not None and (rel.exists() or "%" in rel.name):
+            return rel
+        if ref.absolute and Path(ref.absolute).exists():
+            return Path(ref.absolute)
+        return rel if rel is not None else Path(ref.absolute)
+
+    @property
+    def talent_path(self) -> Path:
+        return self.resolve(self.talent)
+
+    @property
+    def plate_path(self) -> Path:
+        return self.resolve(self.plate)
+
+    def make_ref(self, media_path: str | os.PathLike) -> MediaRef:
+        p = Path(media_path).absolute()
+        return MediaRef(path=os.path.relpath(p, self.folder), absolute=str(p))
+
+    def missing_media(self) -> list[str]:
+        """Human-readable lines for media that cannot be found (empty when all is well)."""
+        out = []
+        for role, ref in (("talent", self.talent), ("plate", self.plate)):
+            p = self.resolve(ref)
+            if "%" in p.name:
+                if not p.parent.is_dir():
+                    out.append(f"{role} '{ref.path}' is missing (looked in {p.parent})")
+            elif not p.exists():
+                out.append(f"{role} '{ref.path}' is missing (looked for {p})")
+        return out
+
+    def check_media(self) -> None:
+        missing = self.missing_media()
+        if missing:
+            raise ProjectError("; ".join(missing) + ": relink it or move it back")
+
+    # -- (de)serialisation --------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA_VERSION,
+            "app": "HarmoVid Studio",
+            "name": self.name,
+            "created": self.created,
+            "talent": asdict(self.talent),
+            "plate": asdict(self.plate),
+            "matte": asdict(self.matte),
+            "placement": [asdict(k) for k in self.placement.keys],
+            "in_point": self.in_point,
+            "out_point": self.out_point,
+            "render": asdict(self.render),
+        }
+
+    @classmethod
+    def from_dict(cls, folder: Path, d: dict, source: str = PROJECT_FILE) -> "Project":
+        if not isinstance(d, dict) or "schema" not in d:
+            raise ProjectError(f"'{source}' is not a HarmoVid project file")
+        version = d["schema"]
+        if not isinstance(version, int):
+            raise ProjectError(f"'{source}' has an invalid schema version {version!r}")
+        if version > SCHEMA_VERSION:
+            raise ProjectError(f"this project was saved by a newer HarmoVid (project schema {version}, this version "
+                               f"reads up to {SCHEMA_VERSION}); update HarmoVid to open it. Nothing was changed.")
+        try:
+            proj = cls(
+                folder,
+                talent=MediaRef(**d["talent"]),
+                plate=MediaRef(**d["plate"]),
+                matte=_known(MatteSettings, d.get("matte", {})),
+                placement=Placement([PlacementKey(**k) for k in d.get("placement", [])]),
+                render=_known(RenderSettings, d.get("render", {})),
+                in_point=d.get("in_point"),
+                out_point=d.get("out_point"),
+                name=d.get("name", ""),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProjectError(f"'{source}' is damaged or incomplete ({type(exc).__name__}: {exc})") from None
+        proj.created = d.get("created", proj.created)
+        return proj
+
+    # -- files --------------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, folder: str | os.PathLike) -> "Project":
+        """Open a project folder (or its ``project.json``). Never writes anything."""
+        folder = Path(folder)
+        if folder.name == PROJECT_FILE:
+            folder = folder.parent
+        f = folder / PROJECT_FILE
+        if not folder.exists():
+            raise ProjectError(f"project '{folder}' does not exist")
+        if not f.exists():
+            raise ProjectError(f"'{folder}' is not a HarmoVid project (no {PROJECT_FILE})")
+        return cls.from_dict(folder, _read_json(f), PROJECT_FILE)
+
+    def save(self) -> None:
+        """Atomically write ``project.json`` and drop the autosave (it is now older than the save)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.file, self.to_dict())
+        self.autosave_file.unlink(missing_ok=True)
+
+    def autosave(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.autosave_file, self.to_dict())
+
+    def has_recovery(self) -> bool:
+        """True when an autosave exists that is newer than the saved project (the app crashed or was killed)."""
+        a = self.autosave_file
+        if not a.exists():
+            return False
+        return not self.file.exists() or a.stat().st_mtime_ns >= self.file.stat().st_mtime_ns
+
+    def recover(self) -> "Project":
+        """The project as last autosaved (not yet saved: call ``save()`` to keep it)."""
+        return Project.from_dict(self.folder, _read_json(self.autosave_file), AUTOSAVE_FILE)
+
+    def discard_recovery(self) -> None:
+        self.autosave_file.unlink(missing_ok=True)
+
+    def copy(self) -> "Project":
+        return copy.deepcopy(self)
+
+
+def _known(cls, d: dict):
+    fields = cls.__dataclass_fields__
+    return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProjectError(f"cannot read '{path}': {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProjectError(f"'{path.name}' is corrupt (invalid JSON at line {exc.lineno}); nothing was changed. "
+                           f"If the app crashed, an autosave may be recoverable.") from None
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    """Write JSON to ``path`` so that a crash at any moment leaves either the old or the new file, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    payload = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
