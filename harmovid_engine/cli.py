@@ -140,6 +140,14 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args) -> int:
+    from .resources import copy_demo
+
+    dest = copy_demo(args.dest, overwrite=args.force)
+    print(dest)
+    return EXIT_OK
+
+
 def _print_tree(d: dict, indent: int = 0) -> None:
     for k, v in d.items():
         if isinstance(v, dict):
@@ -162,12 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="harmovid", description="HarmoVid: relightful video portrait harmonization.")
     parser.add_argument("--version", action="version", version=f"harmovid {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("new", help="create a project from a talent clip and a plate",
+    p = sub.add_parser("new", parents=[common], help="create a project from a talent clip and a plate",
                        description="Create a project folder. The matte comes from --matte (an .alpha.npz, image "
                                    "sequence or matte video, imported into the project) or --key (chroma key); "
                                    "otherwise from the talent's alpha channel if it has one.")
@@ -182,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_flags(p)
     p.set_defaults(func=cmd_new)
 
-    p = sub.add_parser("render", help="render a project to a video file or PNG sequence",
+    p = sub.add_parser("render", parents=[common], help="render a project to a video file or PNG sequence",
                        description="Render a project. The format follows the output name (.mp4: h264, .mov: "
                                    "prores4444, a folder: png) unless --format is given.")
     p.add_argument("project", help="project folder")
@@ -197,10 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_flags(p)
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("info", help="describe a media file or a project")
+    p = sub.add_parser("info", parents=[common], help="describe a media file or a project")
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", parents=[common], help="copy the bundled demo project somewhere editable and print its folder")
+    p.add_argument("dest", nargs="?", help="destination folder (default: ~/.local/share/harmovid/demo)")
+    p.add_argument("--force", action="store_true", help="replace an existing copy")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -63,7 +63,7 @@ def pick_key_colour(frame: np.ndarray, screen: str = "auto") -> tuple[str, np.nd
     if screen == "auto":
         screen = "green" if np.median(dg) >= np.median(db) else "blue"
     d = dg if screen == "green" else db
-    strong = d > max(0.05, np.percentile(d, 50))
+    strong = d >= max(0.05, np.percentile(d, 50))
     if strong.sum() < 0.1 * len(d):
         raise MatteError(f"no {screen} screen found around the frame's border: give --key with the right screen "
                          "colour, or import a matte")
@@ -136,15 +136,15 @@ def despeckle(alpha: np.ndarray, min_fraction: float) -> np.ndarray:
         return alpha
     min_area = max(4, int(min_fraction * alpha.size))
     out = alpha.copy()
-    solid = (alpha > 0.5).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+    visible = (alpha > 0.05).astype(np.uint8)  # islands: anything visible, even faint, that is small and alone
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(visible, connectivity=8)
     small = np.zeros(n, bool)
     small[1:] = stats[1:, cv2.CC_STAT_AREA] < min_area
     if small.any():
         region = cv2.dilate(small[labels].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         out[region & (alpha <= 0.999)] = 0.0
         out[small[labels]] = 0.0
-    holes = 1 - solid
+    holes = (alpha <= 0.5).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(holes, connectivity=4)
     h, w = alpha.shape
     fill = np.zeros(n, bool)
@@ -184,6 +184,10 @@ def detect_black_bars(frames: list[np.ndarray], threshold: float = 0.03) -> list
     left, right = run(cols), run(cols[::-1])
     if top + bottom + left + right == 0:
         return None
+    # a 2 px margin: the rows next to a bar are usually a dark transition, not picture
+    m = 2
+    top, bottom = top + m * (top > 0), bottom + m * (bottom > 0)
+    left, right = left + m * (left > 0), right + m * (right > 0)
     return [left, top, w - left - right, h - top - bottom]
 
 

@@ -23,6 +23,18 @@ from ..colour import alpha_from_float, from_linear
 from ..errors import MediaError
 from .ffmpeg import ffmpeg_exe, last_error_line
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _publish_mode(path: Path, directory: bool = False) -> None:
+    """Temporary files are private (0600); give the finished output the user's normal permissions."""
+    try:
+        os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
+    except OSError:
+        pass
+
+
 FORMATS = {
     "h264": ".mp4",
     "prores4444": ".mov",
@@ -141,6 +153,7 @@ class FFmpegWriter(FrameWriter):
         rc = self._proc.wait()
         if rc != 0 or self.frames_written == 0:
             self._fail("no frames were written" if self.frames_written == 0 else f"ffmpeg exited with {rc}")
+        _publish_mode(self._tmp)
         os.replace(self._tmp, self.path)
         self._stderr.close()
         self._closed = True
@@ -215,6 +228,7 @@ class PngSequenceWriter(FrameWriter):
         if self._closed:
             return
         self._closed = True
+        _publish_mode(self._tmp, directory=True)
         if self.path.exists():
             if not self.path.is_dir():
                 shutil.rmtree(self._tmp, ignore_errors=True)
