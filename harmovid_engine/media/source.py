@@ -62,6 +62,12 @@ class FrameCache:
             _, old = self._items.popitem(last=False)
             self._bytes -= old.nbytes
 
+    def set_limit(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        while self._bytes > self.max_bytes and self._items:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.nbytes
+
     def clear(self) -> None:
         self._items.clear()
         self._bytes = 0

@@ -82,6 +82,8 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
     cancel = cancel or CancelToken()
     own = compositor is None
     comp = compositor or Compositor(project, engine=engine)
+    if own:
+        comp.streaming()  # an export reads forward once: keep only the temporal window in memory
     writer = None
     try:
         s, e = resolve_range(project, comp.frame_count, start, end)

@@ -109,6 +109,13 @@ class Compositor:
             return fl.talent, fl.alpha
         return fl.composite, None
 
+    def streaming(self) -> None:
+        """Bound frame caches to the temporal window (exports read each frame once, in order)."""
+        frames = 2 * self.radius + 3
+        for src in (self.talent_src, self.plate_src):
+            w, h = src.size
+            src.cache.set_limit(frames * w * h * 4 * 2)
+
     def close(self) -> None:
         self.talent_src.close()
         self.plate_src.close()

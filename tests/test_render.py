@@ -1,0 +1,94 @@
+"""Render jobs: progress, cancel (no partial file), chunked == long render, layers, retimed plates."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from conftest import green_screen_frame
+from harmovid_engine.colour import to_linear
+from harmovid_engine.errors import Cancelled, HarmoVidError
+from harmovid_engine.media import open_source, open_writer, probe
+from harmovid_engine.project import create_project
+from harmovid_engine.render import CancelToken, Compositor, render
+
+
+@pytest.fixture
+def keyed_project(tmp_path):
+    """A 12-frame green-screen talent (moving disc, lossless PNG) over a 25 fps moving plate of another size."""
+    talent = tmp_path / "talent"
+    with open_writer("png", talent, 128, 96, Fraction(25)) as w:
+        for i in range(12):
+            frame, _ = green_screen_frame(cx=40 + 3 * i, seed=i)
+            w.write(to_linear((frame * 255 + 0.5).astype(np.uint8)))
+    plate = tmp_path / "plate.mp4"
+    with open_writer("h264", plate, 160, 120, Fraction(25)) as w:
+        for i in range(30):
+            w.write(np.full((120, 160, 3), 0.05 + 0.01 * i, np.float32))
+    return create_project(tmp_path / "proj", talent, plate, key="green")
+
+
+def test_render_yields_progress_and_writes_all_frames(keyed_project, tmp_path):
+    out = tmp_path / "o.mp4"
+    events = list(render(keyed_project, out, fmt="h264"))
+    assert [e.done for e in events] == list(range(1, 13)) and events[-1].total == 12
+    info = probe(out)
+    assert info.frame_count == 12 and (info.width, info.height) == (160, 120) and info.fps == Fraction(25)
+
+
+def test_cancel_leaves_no_file(keyed_project, tmp_path):
+    for fmt, name in (("h264", "c.mp4"), ("prores4444", "c.mov"), ("png", "cseq")):
+        cancel = CancelToken()
+        out = tmp_path / "renders" / name
+        out.parent.mkdir(exist_ok=True)
+        with pytest.raises(Cancelled):
+            for p in render(keyed_project, out, fmt=fmt, cancel=cancel):
+                if p.done == 3:
+                    cancel.cancel()
+        assert list(out.parent.iterdir()) == [], fmt
+
+
+def test_chunked_render_equals_one_long_render(keyed_project, tmp_path):
+    assert Compositor(keyed_project).radius >= 1  # the key's temporal smoothing reads neighbours
+    long = tmp_path / "long"
+    list(render(keyed_project, long, fmt="png", layer="talent"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    list(render(keyed_project, a, fmt="png", layer="talent", start=0, end=4))
+    list(render(keyed_project, b, fmt="png", layer="talent", start=5, end=11))
+    whole = open_source(long)
+    parts = [(open_source(a), 0), (open_source(b), 5)]
+    for src, first in parts:
+        for k in range(len(src)):
+            assert np.array_equal(src.read(k), whole.read(first + k)), first + k
+    assert sorted(p.name for p in b.iterdir())[0] == "frame_00005.png"  # numbered by source frame
+
+
+def test_talent_layer_carries_the_matte_as_alpha(keyed_project, tmp_path):
+    out = tmp_path / "t.mov"
+    list(render(keyed_project, out, fmt="prores4444", layer="talent", start=2, end=2))
+    src = open_source(out)
+    rgb, alpha = src.read_linear(0)
+    comp = Compositor(keyed_project)
+    _, expected = comp.frame(2, "talent")
+    assert alpha is not None and np.abs(alpha - expected).max() < 0.01
+    assert 0.05 < alpha.mean() < 0.6
+
+
+def test_h264_talent_layer_and_bad_ranges_are_refused(keyed_project, tmp_path):
+    with pytest.raises(HarmoVidError, match="no alpha"):
+        list(render(keyed_project, tmp_path / "x.mp4", fmt="h264", layer="talent"))
+    with pytest.raises(HarmoVidError, match="outside"):
+        list(render(keyed_project, tmp_path / "x.mp4", start=5, end=40))
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_stored_mattes_override_the_key_on_edited_frames(keyed_project):
+    from harmovid_engine.matte import MatteStore
+
+    store = MatteStore(keyed_project.mattes_dir)
+    edited = np.zeros((96, 128), np.float32)
+    edited[10:20, 10:20] = 1.0
+    store.put(4, edited)
+    comp = Compositor(keyed_project)
+    _, alpha = comp.matte.talent(4)
+    assert np.array_equal(alpha, store.get(4))
