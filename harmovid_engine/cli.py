@@ -79,7 +79,18 @@ def _apply_render_flags(settings, args) -> None:
         settings.shadow = False
     if getattr(args, "no_light_wrap", False):
         settings.light_wrap = False
-    settings.engine_settings.update(parse_set(getattr(args, "set", None)))
+    # --set KEY=VALUE: a render setting when the project has one by that name (shadow_opacity, deflicker_radius...),
+    # else an engine setting (checked by the engine).
+    fields = type(settings).__dataclass_fields__
+    for k, v in parse_set(getattr(args, "set", None)).items():
+        if k in fields and k not in ("engine", "engine_settings"):
+            current = getattr(settings, k)
+            numeric = isinstance(current, float) and isinstance(v, int) and not isinstance(v, bool)
+            if not (isinstance(v, type(current)) or numeric):
+                raise HarmoVidError(f"--set {k}: expected a {type(current).__name__}, got {v!r}")
+            setattr(settings, k, float(v) if numeric else v)
+        else:
+            settings.engine_settings[k] = v
 
 
 def cmd_render(args) -> int:
@@ -91,8 +102,11 @@ def cmd_render(args) -> int:
         proj.render.engine = args.engine
         proj.render.engine_settings = {}
     _apply_render_flags(proj.render, args)
+    from .engines import create_engine
+
+    create_engine(proj.render.engine, proj.render.engine_settings)  # unknown settings: a clear error, now
     out = Path(args.output)
-    fmt = args.format or _format_from_name(out) or proj.render.format
+    fmt = args.format or _format_from_name(out)
     cancel = CancelToken()
     previous = signal.signal(signal.SIGTERM, lambda *_: cancel.cancel())
     bar = None
@@ -112,8 +126,15 @@ def cmd_render(args) -> int:
 
 
 def _format_from_name(path: Path) -> str | None:
+    """h264 for .mp4, prores4444 for .mov, png for a folder (no suffix or an existing folder)."""
+    if path.is_dir():
+        return "png"
     suffix = path.suffix.lower()
-    return {".mp4": "h264", ".mov": "prores4444", "": "png"}.get(suffix)
+    known = {".mp4": "h264", ".m4v": "h264", ".mov": "prores4444", "": "png"}
+    if suffix not in known:
+        raise HarmoVidError(f"cannot tell the format from '{path.name}': name it .mp4 or .mov, give a folder for "
+                            "PNG frames, or pass --format")
+    return known[suffix]
 
 
 def cmd_info(args) -> int:
@@ -137,6 +158,17 @@ def cmd_info(args) -> int:
         print(json.dumps(info, indent=2, default=str))
     else:
         _print_tree(info)
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    from .bench.run import run_bench
+
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    run_bench(args.data_dir, args.out, frames=args.frames, engines=args.engines, protocols=args.protocols,
+              log=log, command="harmovid " + " ".join(sys.argv[1:]))
+    if not args.quiet:
+        print(Path(args.out) / "report.md")
     return EXIT_OK
 
 
@@ -166,7 +198,9 @@ def _add_render_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .engines import ENGINES
+    from .engines import ENGINES, _load_builtin
+
+    _load_builtin()
 
     parser = _Parser(prog="harmovid", description="HarmoVid: relightful video portrait harmonization.")
     parser.add_argument("--version", action="version", version=f"harmovid {__version__}")
@@ -186,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_mutually_exclusive_group()
     m.add_argument("--matte", help="matte file or folder to import")
     m.add_argument("--key", choices=["green", "blue", "auto"], help="chroma key the talent")
-    p.add_argument("--engine", default="none", choices=sorted(ENGINES), help="harmonization engine")
+    p.add_argument("--engine", default="analytic", choices=sorted(ENGINES),
+                   help="harmonization engine (analytic: relight on the CPU; none: plain composite)")
     p.add_argument("--force", action="store_true", help="replace an existing project in that folder")
     _add_render_flags(p)
     p.set_defaults(func=cmd_new)
@@ -210,6 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("bench", parents=[common], help="measure harmonization quality and speed (EVALUATION.md)",
+                       description="Run the evaluation protocols on a folder laid out like ../shared/data "
+                                   "(clips/NAME.mp4 + clips/NAME.alpha.npz, plates/*.jpg|*.mp4).")
+    p.add_argument("data_dir")
+    p.add_argument("--out", required=True, help="output folder (results.json, report.md, plots, contact sheets)")
+    p.add_argument("--frames", type=int, default=60, help="frames per clip (default 60)")
+    p.add_argument("--engines", nargs="+", default=["analytic"], help="engines to measure")
+    p.add_argument("--protocols", nargs="+", default=None,
+                   help="subset of lut_static lut_jitter relight speed (default: all)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", parents=[common], help="copy the bundled demo project somewhere editable and print its folder")
     p.add_argument("dest", nargs="?", help="destination folder (default: ~/.local/share/harmovid/demo)")

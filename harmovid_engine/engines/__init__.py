@@ -4,7 +4,9 @@ An engine turns the placed talent into talent lit like the plate. Interface::
 
     engine = create_engine(name, settings)       # settings: dict of engine options
     engine.radius                                 # temporal radius of the engine itself (0: per frame)
-    engine.harmonize(talent_linear, alpha, plate_linear, frame_index) -> talent_linear
+    params = engine.estimate(talent, alpha, plate)    # per-frame parameters (small), or None
+    engine.apply(talent, alpha, params) -> talent     # (H, W, 3) float32 linear, canvas size
+    engine.harmonize(talent, alpha, plate, index)     # estimate + apply
 
 ``none`` leaves the talent unchanged (a plain composite).
 """
@@ -30,17 +32,20 @@ class Engine:
             raise HarmoVidError(f"engine '{self.name}' has no setting(s) {', '.join(sorted(unknown))}; "
                                 f"known: {', '.join(sorted(self.defaults)) or 'none'}")
 
+    def estimate(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray):
+        return None
+
+    def apply(self, talent: np.ndarray, alpha: np.ndarray, params) -> np.ndarray:
+        return talent
+
     def harmonize(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, index: int) -> np.ndarray:
-        raise NotImplementedError
+        return self.apply(talent, alpha, self.estimate(talent, alpha, plate))
 
 
 class NoneEngine(Engine):
     """The plain composite: talent as shot."""
 
     name = "none"
-
-    def harmonize(self, talent, alpha, plate, index):
-        return talent
 
 
 ENGINES: dict[str, Callable[..., Engine]] = {"none": NoneEngine}
@@ -50,7 +55,12 @@ def register_engine(cls) -> None:
     ENGINES[cls.name] = cls
 
 
+def _load_builtin() -> None:
+    from .. import relight  # noqa: F401  (registers "analytic")
+
+
 def create_engine(name: str, settings: dict | None = None) -> Engine:
+    _load_builtin()
     if name not in ENGINES:
         raise HarmoVidError(f"unknown engine '{name}' (available: {', '.join(sorted(ENGINES))})")
     return ENGINES[name](settings)

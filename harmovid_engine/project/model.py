@@ -81,15 +81,19 @@ class MatteSettings:
 
 @dataclass
 class RenderSettings:
-    engine: str = "none"
+    engine: str = "analytic"
     layer: str = "composite"  # "composite" | "talent"
     format: str = "h264"
     crf: int = 18
     preset: str = "medium"
     png_bit_depth: int = 8
     deflicker: bool = True
+    deflicker_radius: int = 8  # frames each side
     shadow: bool = True
+    shadow_opacity: float = 0.35
+    shadow_softness: float = 0.04  # fraction of the talent's height
     light_wrap: bool = True
+    light_wrap_strength: float = 0.3
     engine_settings: dict = field(default_factory=dict)
 
 

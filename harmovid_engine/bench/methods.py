@@ -1,0 +1,56 @@
+"""The methods every report lists: composite, reinhard, ema, and each engine without and with its deflicker.
+
+A method maps a clip (talent frames as float32 linear, mattes, plate frames) to harmonized talent frames (linear); the
+harness composites them over the plate and measures.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..colour import from_linear, srgb_to_linear
+from ..deflicker import AnalyticDeflicker
+from ..engines import create_engine
+
+
+def reinhard(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> np.ndarray:
+    """Per-frame Reinhard et al. colour transfer: the talent's Lab mean/std over the matte onto the plate's."""
+    t_lab = cv2.cvtColor(from_linear(talent, np.float32), cv2.COLOR_RGB2Lab)
+    p_lab = cv2.cvtColor(from_linear(plate, np.float32), cv2.COLOR_RGB2Lab)
+    m = alpha > 0.5
+    if not m.any():
+        return talent
+    tm, ts = t_lab[m].mean(0), t_lab[m].std(0) + 1e-6
+    pm, pstd = p_lab.reshape(-1, 3).mean(0), p_lab.reshape(-1, 3).std(0)
+    out = (t_lab - tm) / ts * pstd + pm
+    rgb = cv2.cvtColor(out.astype(np.float32), cv2.COLOR_Lab2RGB)
+    return srgb_to_linear(np.clip(rgb, 0, 1))
+
+
+def run_method(name: str, talents, alphas, plates, fps: float, engine_settings: dict | None = None,
+               deflicker_radius: int = 8):
+    """Harmonized talent frames (list of (H, W, 3) float32 linear) for a method name."""
+    if name == "composite":
+        return list(talents)
+    if name == "reinhard":
+        return [reinhard(t, a, p) for t, a, p in zip(talents, alphas, plates)]
+    if name == "ema":
+        eng = create_engine("analytic", engine_settings)
+        out, state = [], None
+        w = 1.0 / max(fps, 1.0)  # EMA weight 1 - 1/fps on the past
+        for t, a, p in zip(talents, alphas, plates):
+            params = eng.estimate(t, a, p)
+            if params is not None:
+                state = params if state is None else state.blend(params, w)
+                state.bbox = params.bbox
+            out.append(eng.apply(t, a, state if params is not None else None))
+        return out
+    engine, _, post = name.partition("+")
+    eng = create_engine(engine, engine_settings)
+    per_frame = [eng.harmonize(t, a, p, i) for i, (t, a, p) in enumerate(zip(talents, alphas, plates))]
+    if post == "":
+        return per_frame
+    if post == "deflicker":
+        return AnalyticDeflicker(deflicker_radius).run_sequence(per_frame, list(talents), list(alphas), list(plates))
+    raise ValueError(f"unknown method '{name}'")

@@ -1,0 +1,99 @@
+"""Metrics of the evaluation protocol, on 0-255 sRGB code values (float)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+LUMA = np.array([0.2126, 0.7152, 0.0722])
+
+
+def mse(o: np.ndarray, i: np.ndarray, mask: np.ndarray | None = None) -> float:
+    d = (o.astype(np.float64) - i.astype(np.float64)) ** 2
+    if mask is None:
+        return float(d.mean())
+    if not mask.any():
+        return 0.0
+    return float(d[mask].mean())
+
+
+def psnr_from_mse(m: float) -> float:
+    return float(10 * np.log10(255.0 ** 2 / max(m, 1e-10)))
+
+
+def ssim_luma(o: np.ndarray, i: np.ndarray) -> float:
+    """SSIM (Wang et al. 2004) on Rec.709 luma with a Gaussian window, sigma 1.5 (11x11), whole frame."""
+    x = (o.astype(np.float64) @ LUMA)
+    y = (i.astype(np.float64) @ LUMA)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def g(a):
+        return cv2.GaussianBlur(a, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mx, my = g(x), g(y)
+    sxx, syy, sxy = g(x * x) - mx * mx, g(y * y) - my * my, g(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+def mean_luma(frame: np.ndarray, mask: np.ndarray) -> float:
+    if not mask.any():
+        return 0.0
+    return float((frame[mask].astype(np.float64) @ LUMA).mean())
+
+
+def flicker(outputs: list[np.ndarray], refs: list[np.ndarray], masks: list[np.ndarray]) -> float:
+    """mean_t |(mu_t(O) - mu_{t-1}(O)) - (mu_t(I) - mu_{t-1}(I))|, mu = mean luma over the foreground."""
+    mo = [mean_luma(o, m) for o, m in zip(outputs, masks)]
+    mi = [mean_luma(i, m) for i, m in zip(refs, masks)]
+    if len(mo) < 2:
+        return 0.0
+    return float(np.mean([abs((mo[t] - mo[t - 1]) - (mi[t] - mi[t - 1])) for t in range(1, len(mo))]))
+
+
+_DIS = None
+
+
+def dis_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Flow from grey uint8 ``a`` to ``b`` (for each pixel of a, where it is in b), OpenCV DIS preset MEDIUM."""
+    global _DIS
+    if _DIS is None:
+        _DIS = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return _DIS.calc(a, b, None)
+
+
+def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img.astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def grey(frame: np.ndarray) -> np.ndarray:
+    return np.clip(frame.astype(np.float64) @ LUMA + 0.5, 0, 255).astype(np.uint8)
+
+
+class WarpReference:
+    """Flows of the reference video I (t -> t-1) and the masks M_t, computed once and used for every method."""
+
+    def __init__(self, refs: list[np.ndarray], fg_masks: list[np.ndarray]):
+        self.flows = [None]
+        self.masks = [None]
+        g = [grey(r) for r in refs]
+        for t in range(1, len(refs)):
+            fwd = dis_flow(g[t], g[t - 1])
+            bwd = dis_flow(g[t - 1], g[t])
+            bwd_at = warp(bwd, fwd)
+            ok = np.linalg.norm(fwd + bwd_at, axis=-1) <= 1.0
+            self.flows.append(fwd)
+            self.masks.append(fg_masks[t] & ok)
+
+    def error(self, frames: list[np.ndarray]) -> float:
+        errs = []
+        for t in range(1, len(frames)):
+            m = self.masks[t]
+            if not m.any():
+                continue
+            w = warp(frames[t - 1], self.flows[t])
+            errs.append(float(((frames[t].astype(np.float64) - w) ** 2)[m].mean()))
+        return float(np.mean(errs)) if errs else 0.0

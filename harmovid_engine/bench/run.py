@@ -1,0 +1,352 @@
+"""``harmovid bench``: the protocols of the shared EVALUATION.md on any folder laid out like ``../shared/data``.
+
+Writes ``OUT/results.json`` shaped ``{protocol: {method: {metric: value}}}``, ``OUT/report.md``, plots and contact
+sheets. Methods: ``composite``, ``reinhard``, ``ema``, and each engine as ``ENGINE`` and ``ENGINE+deflicker``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..colour import linear_to_srgb, srgb_to_linear
+from ..composite import place_talent, unpremultiply
+from ..errors import HarmoVidError
+from ..project import Placement
+from .methods import run_method
+from .metrics import WarpReference, flicker, mse, psnr_from_mse, ssim_luma
+from .protocols import clean_plate, composite_codes, draw_jitter, draw_static, load_clip, perturb
+
+PROTOCOLS = ("lut_static", "lut_jitter", "relight", "speed")
+RELIGHT_MAX_SIDE = 960  # relight metrics are computed with the plate scaled to at most this long side
+
+
+def find_data(data_dir: Path) -> tuple[list[str], list[Path]]:
+    clips_dir, plates_dir = data_dir / "clips", data_dir / "plates"
+    if not clips_dir.is_dir() or not plates_dir.is_dir():
+        raise HarmoVidError(f"'{data_dir}' is not laid out like the sample data (clips/ and plates/ folders)")
+    clips = sorted(p.stem for p in clips_dir.glob("*.mp4") if (clips_dir / f"{p.stem}.alpha.npz").exists())
+    plates = sorted(p for p in plates_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".mp4", ".mov"))
+    if not clips:
+        raise HarmoVidError(f"no clips with mattes (NAME.mp4 + NAME.alpha.npz) in '{clips_dir}'")
+    return clips, plates
+
+
+def methods_for(engines: list[str]) -> list[str]:
+    out = ["composite", "reinhard", "ema"]
+    for e in engines:
+        out += [e, f"{e}+deflicker"]
+    return out
+
+
+def to_codes(lin: np.ndarray) -> np.ndarray:
+    """float32 linear -> float64 code values 0..255, rounded as a written 8-bit frame would be."""
+    return np.round(linear_to_srgb(lin).astype(np.float64) * 255.0)
+
+
+def _composite_lin(h, a, b):
+    return h * a[..., None] + b * (1.0 - a[..., None])
+
+
+# -- lut protocols -------------------------------------------------------------------------------------------------
+def run_lut(data_dir: Path, clips: list[str], frames: int, methods: list[str], jitter: bool,
+            log: Callable[[str], None]) -> dict:
+    per_case: dict[str, list[dict]] = {m: [] for m in methods}
+    for name in clips:
+        clip = load_clip(data_dir, name, frames)
+        T = len(clip.frames)
+        plates = [clean_plate(clip.frames[t], clip.alpha[t]) for t in range(T)]
+        plates_lin = [srgb_to_linear(p.astype(np.float32) / 255.0) for p in plates]
+        fg = [a > 0.5 for a in clip.alpha]
+        warp_ref = WarpReference(list(clip.frames), fg) if jitter else None
+        e_ref = warp_ref.error(list(clip.frames)) if jitter else None
+        for k in range(3):
+            pert = draw_jitter(name, k, T) if jitter else [draw_static(name, k)] * T
+            talents = [srgb_to_linear((composite_codes(clip.frames[t], perturb(clip.frames[t], pert[t]),
+                                                       clip.alpha[t]) / 255.0).astype(np.float32)) for t in range(T)]
+            for m in methods:
+                t0 = time.perf_counter()
+                harmonized = run_method(m, talents, list(clip.alpha), plates_lin, clip.fps)
+                outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, clip.alpha, plates_lin)]
+                f_mse = [mse(o, i) for o, i in zip(outs, clip.frames)]
+                f_fmse = [mse(o, i, m_) for o, i, m_ in zip(outs, clip.frames, fg)]
+                row = {
+                    "clip": name, "k": k,
+                    "mse": float(np.mean(f_mse)), "fmse": float(np.mean(f_fmse)),
+                    "psnr": float(np.mean([psnr_from_mse(v) for v in f_mse])),
+                    "fpsnr": float(np.mean([psnr_from_mse(v) for v in f_fmse])),
+                    "ssim": float(np.mean([ssim_luma(o, i) for o, i in zip(outs, clip.frames)])),
+                    "seconds": time.perf_counter() - t0,
+                }
+                if jitter:
+                    row["flicker"] = flicker(outs, list(clip.frames), fg)
+                    row["tl_ratio"] = warp_ref.error(outs) / max(e_ref, 1e-9)
+                per_case[m].append(row)
+        log(f"{'lut_jitter' if jitter else 'lut_static'}: {name} done")
+    return summarise(per_case, with_worse=True)
+
+
+def summarise(per_case: dict[str, list[dict]], with_worse: bool) -> dict:
+    out = {}
+    comp = {(r["clip"], r.get("k", r.get("plate"))): r for r in per_case.get("composite", [])}
+    for m, rows in per_case.items():
+        if not rows:
+            continue
+        keys = [k for k in rows[0] if k not in ("clip", "k", "plate", "seconds")]
+        res = {k: float(np.mean([r[k] for r in rows if r.get(k) is not None])) for k in keys
+               if any(r.get(k) is not None for r in rows)}
+        if with_worse and comp:
+            res["worse_than_composite"] = float(np.mean([r["fmse"] > comp[(r["clip"], r["k"])]["fmse"]
+                                                         for r in rows]))
+        res["cases"] = len(rows)
+        res["per_clip"] = {}
+        for r in rows:
+            res["per_clip"].setdefault(r["clip"], []).append({k: r[k] for k in keys if r.get(k) is not None})
+        res["per_clip"] = {c: {k: float(np.mean([x[k] for x in v])) for k in v[0]} for c, v in res["per_clip"].items()}
+        out[m] = res
+    return out
+
+
+# -- relight protocol ----------------------------------------------------------------------------------------------
+def _load_plate_frames(path: Path, n: int, fps: float, max_side: int) -> list[np.ndarray]:
+    from ..composite import plate_index_for
+    from ..media import open_source
+
+    src = open_source(path)
+    frames = []
+    for t in range(n):
+        k = plate_index_for(t, Fraction(fps).limit_denominator(1001), src.info.fps, src.info.frame_count)
+        lin, _ = src.read_linear(k)
+        h, w = lin.shape[:2]
+        s = min(1.0, max_side / max(h, w))
+        if s < 1:
+            lin = cv2.resize(lin, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        frames.append(lin)
+        if src.is_still:
+            frames.extend([lin] * (n - 1))
+            break
+    src.close()
+    return frames
+
+
+def run_relight(data_dir: Path, clips: list[str], plates: list[Path], frames: int, methods: list[str],
+                engines: list[str], out_dir: Path, log: Callable[[str], None]) -> dict:
+    per_case: dict[str, list[dict]] = {m: [] for m in methods}
+    sheets = out_dir / "contact_sheets"
+    sheets.mkdir(parents=True, exist_ok=True)
+    for plate_path in plates:
+        rows_img = []
+        for name in clips:
+            clip = load_clip(data_dir, name, frames)
+            T = len(clip.frames)
+            plate_frames = _load_plate_frames(plate_path, T, clip.fps, RELIGHT_MAX_SIDE)
+            ph, pw = plate_frames[0].shape[:2]
+            th, tw = clip.frames.shape[1:3]
+            x, y, s = Placement.default((tw, th), (pw, ph)).at(0)
+            talents, alphas = [], []
+            for t in range(T):
+                lin = srgb_to_linear(clip.frames[t].astype(np.float32) / 255.0)
+                pre, a = place_talent(lin, clip.alpha[t], x, y, s, (pw, ph))
+                talents.append(unpremultiply(pre, a))
+                alphas.append(a)
+            refs = [to_codes(_composite_lin(t_, a, b)) for t_, a, b in zip(talents, alphas, plate_frames)]
+            fg = [a > 0.5 for a in alphas]
+            warp_ref = WarpReference(refs, fg)
+            e_ref = warp_ref.error(refs)
+            outs_by_method = {}
+            for m in methods:
+                harmonized = run_method(m, talents, alphas, plate_frames, clip.fps)
+                outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, alphas, plate_frames)]
+                outs_by_method[m] = outs
+                per_case[m].append({"clip": name, "plate": plate_path.stem, "flicker": flicker(outs, refs, fg),
+                                    "tl_ratio": warp_ref.error(outs) / max(e_ref, 1e-9)})
+            best = f"{engines[0]}+deflicker" if engines else methods[-1]
+            idx = [0, T // 2, T - 1]
+            row = []
+            for t in idx:
+                for img in (outs_by_method["composite"][t], outs_by_method[best][t]):
+                    th_ = 200
+                    im = cv2.resize(img.astype(np.uint8), (max(1, round(img.shape[1] * th_ / img.shape[0])), th_),
+                                    interpolation=cv2.INTER_AREA)
+                    row.append(im)
+            rows_img.append(np.concatenate(row, 1))
+        width = max(r.shape[1] for r in rows_img)
+        sheet = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows_img], 0)
+        cv2.imwrite(str(sheets / f"{plate_path.stem}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        log(f"relight: {plate_path.stem} done")
+    res = summarise(per_case, with_worse=False)
+    for m, v in measure_render_fps(data_dir, clips, plates, frames, engines, log).items():
+        res.setdefault(m, {}).update(v)
+    return res
+
+
+def measure_render_fps(data_dir, clips, plates, frames, engines, log) -> dict:
+    """fps of the whole render (decode, matte, harmonize, deflicker, composite, encode) at the plate's size: one
+    render per plate (clips in turn), with and without deflicker, through ``harmovid_engine.render``."""
+    from ..project import create_project
+    from ..render import render
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for e in engines:
+            for deflick in (False, True):
+                total_frames, total_time = 0, 0.0
+                for j, plate in enumerate(plates):
+                    name = clips[j % len(clips)]
+                    proj = create_project(Path(tmp) / f"p{j}", data_dir / "clips" / f"{name}.mp4", plate,
+                                          matte=str(data_dir / "clips" / f"{name}.alpha.npz"), overwrite=True)
+                    proj.render.engine, proj.render.deflicker = e, deflick
+                    n = min(frames, _clip_len(data_dir, name))
+                    t0 = time.perf_counter()
+                    for _ in render(proj, Path(tmp) / "o.mp4", fmt="h264", end=n - 1):
+                        pass
+                    total_time += time.perf_counter() - t0
+                    total_frames += n
+                key = e + ("+deflicker" if deflick else "")
+                out.setdefault(key, {})["fps"] = total_frames / total_time
+                log(f"relight fps {key}: {total_frames / total_time:.1f}")
+    return out
+
+
+def _clip_len(data_dir, name) -> int:
+    from ..media import probe
+
+    return probe(data_dir / "clips" / f"{name}.mp4").frame_count
+
+
+# -- speed ---------------------------------------------------------------------------------------------------------
+def run_speed(data_dir: Path, clips: list[str], plates: list[Path], engines: list[str], log) -> dict:
+    """export_ratio at 1920x1080 (talent upscaled onto a 1080p plate, 120 frames) and per-stage ms per frame."""
+    from ..media.ffmpeg import ffmpeg_exe
+    from ..project import create_project
+    from ..render import Compositor, render
+
+    name = max(clips, key=lambda c: _clip_len(data_dir, c))
+    still = next((p for p in plates if p.suffix.lower() in (".jpg", ".jpeg", ".png")), plates[0])
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        img = cv2.imread(str(still))
+        cv2.imwrite(str(tmp / "plate1080.png"), cv2.resize(img, (1920, 1080), interpolation=cv2.INTER_AREA))
+        n = min(120, _clip_len(data_dir, name))
+        for e in engines:
+            proj = create_project(tmp / f"proj_{e}", data_dir / "clips" / f"{name}.mp4", tmp / "plate1080.png",
+                                  matte=str(data_dir / "clips" / f"{name}.alpha.npz"))
+            proj.render.engine = e
+            t0 = time.perf_counter()
+            comp = Compositor(proj)
+            comp.streaming()
+            for _ in render(proj, tmp / "render.mp4", fmt="h264", end=n - 1, compositor=comp):
+                pass
+            t_render = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(tmp / "render.mp4"),
+                            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(proj.render.crf), "-preset",
+                            proj.render.preset, str(tmp / "transcode.mp4")], check=True)
+            t_ffmpeg = time.perf_counter() - t0
+            stages = {k: 1000 * v / n for k, v in sorted(comp.timings.items())}
+            res[f"{e}+deflicker"] = {"export_ratio": t_render / t_ffmpeg, "render_seconds": t_render,
+                                     "ffmpeg_seconds": t_ffmpeg, "frames": n,
+                                     "stage_ms": stages}
+            comp.close()
+            log(f"speed {e}: render {t_render:.1f}s, ffmpeg {t_ffmpeg:.1f}s, ratio {t_render / t_ffmpeg:.2f}")
+    return res
+
+
+# -- report --------------------------------------------------------------------------------------------------------
+COLUMNS = {
+    "lut_static": ["mse", "fmse", "psnr", "fpsnr", "ssim", "worse_than_composite"],
+    "lut_jitter": ["mse", "fmse", "psnr", "fpsnr", "ssim", "worse_than_composite", "flicker", "tl_ratio"],
+    "relight": ["flicker", "tl_ratio", "fps"],
+    "speed": ["export_ratio", "render_seconds", "ffmpeg_seconds"],
+}
+
+
+def write_report(results: dict, out_dir: Path, command: str, frames: int, elapsed: float) -> None:
+    lines = ["# HarmoVid benchmark", "", f"- command: `{command}`",
+             f"- machine: {platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+             f"- frames per clip: {frames}; wall time {elapsed / 60:.1f} min", ""]
+    for proto, table in results.items():
+        cols = COLUMNS.get(proto, [])
+        lines += [f"## {proto}", "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for m, v in table.items():
+            cells = [(f"{v[c]:.4g}" if isinstance(v.get(c), (int, float)) else "") for c in cols]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        if proto == "speed":
+            for m, v in table.items():
+                lines += ["", f"Per-stage milliseconds per frame at 1080p ({m}):", ""]
+                lines += [f"- {k}: {ms:.1f}" for k, ms in v.get("stage_ms", {}).items()]
+        lines.append("")
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def plot(results: dict, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for proto in ("lut_static", "lut_jitter"):
+        if proto not in results:
+            continue
+        table = results[proto]
+        methods = [m for m in table if m != "reinhard"]
+        clips = list(table["composite"]["per_clip"])
+        fig, ax = plt.subplots(figsize=(9, 4))
+        wbar = 0.8 / len(methods)
+        for j, m in enumerate(methods):
+            ax.bar(np.arange(len(clips)) + j * wbar, [table[m]["per_clip"][c]["fmse"] for c in clips], wbar, label=m)
+        ax.set_xticks(np.arange(len(clips)) + 0.4 - wbar / 2, clips)
+        ax.set_ylabel("fMSE (lower is better)")
+        ax.set_title(f"{proto}: fMSE per clip (reinhard omitted: off the scale)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / f"{proto}_fmse.png", dpi=100)
+        plt.close(fig)
+
+
+def run_bench(data_dir, out_dir, frames: int = 60, engines: list[str] | None = None,
+              protocols: list[str] | None = None, log: Callable[[str], None] = print, command: str = "") -> dict:
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    engines = engines or ["analytic"]
+    protocols = protocols or list(PROTOCOLS)
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown:
+        raise HarmoVidError(f"unknown protocol(s) {', '.join(sorted(unknown))} (choose {', '.join(PROTOCOLS)})")
+    from ..engines import ENGINES, _load_builtin
+
+    _load_builtin()
+    for e in engines:
+        if e not in ENGINES:
+            raise HarmoVidError(f"unknown engine '{e}' (available: {', '.join(sorted(ENGINES))})")
+    clips, plates = find_data(data_dir)
+    methods = methods_for(engines)
+    t0 = time.perf_counter()
+    results = {}
+    if "lut_static" in protocols:
+        results["lut_static"] = run_lut(data_dir, clips, frames, methods, False, log)
+    if "lut_jitter" in protocols:
+        results["lut_jitter"] = run_lut(data_dir, clips, frames, methods, True, log)
+    if "relight" in protocols:
+        results["relight"] = run_relight(data_dir, clips, plates, frames, methods, engines, out_dir, log)
+    if "speed" in protocols:
+        results["speed"] = run_speed(data_dir, clips, plates, engines, log)
+    elapsed = time.perf_counter() - t0
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_report(results, out_dir, command, frames, elapsed)
+    plot(results, out_dir)
+    log(f"bench done in {elapsed / 60:.1f} min: {out_dir / 'report.md'}")
+    return results
+
+
+__all__ = ["run_bench", "PROTOCOLS"]

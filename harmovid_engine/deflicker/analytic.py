@@ -1,0 +1,196 @@
+"""Analytic lighting deflicker.
+
+Per-frame harmonization estimates its lighting on every frame, so its output flickers. This stage measures, for each
+pair of consecutive frames, how the harmonized talent's lighting changed where the *same surface* is seen in both
+frames: the previous output is warped onto the current one by DIS optical flow of the talent footage, and the robust
+mean log-ratio of aligned pixels gives a global (per channel) and a local (3x3 grid over the talent) lighting change.
+Motion does not enter these numbers; only lighting does. Summed over time they form lighting tracks; a real change of
+the plate's light (measured the same way on the plate) is taken out of them. Each frame is then corrected by the
+difference between the tracks smoothed over a Gaussian temporal window and the tracks themselves, so jitter goes and
+slow, real lighting changes stay.
+
+The stage has a temporal radius: frame ``t`` reads frames ``[t - radius, t + radius]``. Pair measurements depend only
+on the two frames, so chunked renders equal one long render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..colour import LUMA_709
+
+GRID = 3
+SIZE = 128  # long side of the working crop for flow and ratios
+
+
+@dataclass
+class PairDelta:
+    """Lighting change from frame t-1 to frame t, in log units: global (3,) and local (GRID, GRID, 3)."""
+
+    glob: np.ndarray
+    local: np.ndarray
+    plate: np.ndarray  # (3,) the plate's own change (real lighting change to keep)
+    reliable: float  # fraction of talent pixels that were aligned
+
+
+ZERO = PairDelta(np.zeros(3, np.float32), np.zeros((GRID, GRID, 3), np.float32), np.zeros(3, np.float32), 0.0)
+
+
+@dataclass
+class Sample:
+    """What the deflicker keeps of one frame: small crops of its region of interest (the talent's rectangle)."""
+
+    out: np.ndarray  # (h, w, 3) harmonized talent, linear
+    inp: np.ndarray  # (h, w, 3) talent as shot (for flow), linear
+    alpha: np.ndarray  # (h, w)
+    plate: np.ndarray | None  # (32, 32, 3) the plate around the talent, or None for a still plate
+
+
+def sample_size(roi) -> tuple[int, int]:
+    x0, y0, x1, y1 = roi
+    s = min(1.0, SIZE / max(x1 - x0, y1 - y0, 1))
+    return max(8, round((x1 - x0) * s)), max(8, round((y1 - y0) * s))
+
+
+def make_sample(out, inp, alpha, plate, roi, still_plate: bool = False) -> Sample:
+    """Crop ``roi = (x0, y0, x1, y1)`` of canvas-size frames and shrink it (float32 linear, alpha)."""
+    x0, y0, x1, y1 = roi
+    size = sample_size(roi)
+
+    def crop(img):
+        return cv2.resize(np.ascontiguousarray(img[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA)
+
+    pl = None if still_plate or plate is None else cv2.resize(plate, (32, 32), interpolation=cv2.INTER_AREA)
+    return Sample(crop(out), crop(inp), crop(alpha), pl)
+
+
+def alpha_roi(alphas, pad: int = 4):
+    """Union bounding box of mattes (x0, y0, x1, y1), or None when all are empty."""
+    m = np.zeros_like(alphas[0], dtype=bool)
+    for a in alphas:
+        m |= a > 0.01
+    ys, xs = np.nonzero(m)
+    if len(ys) == 0:
+        return None
+    h, w = m.shape
+    return max(0, xs.min() - pad), max(0, ys.min() - pad), min(w, xs.max() + 1 + pad), min(h, ys.max() + 1 + pad)
+
+
+def _norm_grey(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Brightness-normalised grey uint8 for flow (flicker must not look like motion)."""
+    y = np.log(np.maximum(rgb @ LUMA_709, 1e-4))
+    m = mask if mask.any() else np.ones_like(mask)
+    mu, sd = y[m].mean(), y[m].std() + 1e-3
+    return np.clip(128 + 40 * (y - mu) / sd, 0, 255).astype(np.uint8)
+
+
+class AnalyticDeflicker:
+    def __init__(self, radius: int = 8, strength: float = 1.0):
+        self.radius = int(radius)
+        self.sigma = max(self.radius / 2.0, 0.5)
+        self.strength = float(strength)
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+
+    # -- measurement --------------------------------------------------------------------------------------------
+    def pair_delta(self, prev: Sample, cur: Sample) -> PairDelta:
+        """Lighting change from ``prev`` to ``cur`` where the same surface is seen in both."""
+        h, w = cur.alpha.shape
+        if prev.alpha.shape != (h, w):
+            prev = Sample(*(cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA) for x in
+                            (prev.out, prev.inp, prev.alpha)), prev.plate)
+        ap, ac = prev.alpha, cur.alpha
+        plate_d = self._plate_delta(prev.plate, cur.plate)
+        if (ac > 0.5).sum() < 30 or (ap > 0.5).sum() < 30:
+            return PairDelta(ZERO.glob, ZERO.local, plate_d, 0.0)
+        gp, gc = _norm_grey(prev.inp, ap > 0.5), _norm_grey(cur.inp, ac > 0.5)
+        flow = self._dis.calc(gc, gp, None)  # for each pixel of cur, where it was in prev
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        mx, my = gx + flow[..., 0], gy + flow[..., 1]
+        lp = np.log(np.maximum(prev.out, 1e-4))
+        lc = np.log(np.maximum(cur.out, 1e-4))
+        lp_w = cv2.remap(lp, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        ap_w = cv2.remap(ap, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        diff = lc - lp_w
+        ok = (ac > 0.95) & (ap_w > 0.95) & (lc.max(-1) < np.log(0.97)) & (lc.min(-1) > np.log(0.003))
+        frac = float(ok.sum() / max((ac > 0.95).sum(), 1))
+        if ok.sum() < 30:
+            return PairDelta(ZERO.glob, ZERO.local, plate_d, frac)
+        glob = np.median(diff[ok], axis=0)
+        res = diff - glob
+        # large residuals after the global change are misalignments (occlusion, fast motion), not light
+        resid = np.abs(res @ LUMA_709)
+        ok &= resid < max(0.05, 3 * np.median(resid[ok]))
+        local = np.zeros((GRID, GRID, 3), np.float32)
+        for gy_ in range(GRID):
+            for gx_ in range(GRID):
+                ys = slice(gy_ * h // GRID, (gy_ + 1) * h // GRID)
+                xs = slice(gx_ * w // GRID, (gx_ + 1) * w // GRID)
+                m = ok[ys, xs]
+                n = int(m.sum())
+                if n >= 10:  # cells with few aligned pixels shrink toward "no local change"
+                    local[gy_, gx_] = res[ys, xs][m].mean(0) * (n / (n + 20.0))
+        return PairDelta(glob.astype(np.float32), local, plate_d, frac)
+
+    @staticmethod
+    def _plate_delta(p0, p1) -> np.ndarray:
+        if p0 is None or p1 is None or p0 is p1:
+            return np.zeros(3, np.float32)
+        a = cv2.resize(p0, (32, 32), interpolation=cv2.INTER_AREA)
+        b = cv2.resize(p1, (32, 32), interpolation=cv2.INTER_AREA)
+        d = np.log(np.maximum(b, 1e-3)) - np.log(np.maximum(a, 1e-3))
+        return np.median(d.reshape(-1, 3), axis=0).astype(np.float32)
+
+    # -- correction ---------------------------------------------------------------------------------------------
+    def correction(self, deltas: dict[int, PairDelta], t: int, first: int, last: int):
+        """Correction (global (3,), local (GRID, GRID, 3)) for frame t from pair deltas of frames in the window.
+
+        ``deltas[k]`` is the change from k-1 to k; the window is [t - r, t + r] clipped to [first, last].
+        """
+        lo, hi = max(first, t - self.radius), min(last, t + self.radius)
+        # tracks relative to frame t: T[k] = sum of deltas from t to k (signed)
+        g = {t: np.zeros(3)}
+        loc = {t: np.zeros((GRID, GRID, 3))}
+        for k in range(t + 1, hi + 1):
+            d = deltas.get(k, ZERO)
+            g[k] = g[k - 1] + d.glob - d.plate
+            loc[k] = loc[k - 1] + d.local
+        for k in range(t - 1, lo - 1, -1):
+            d = deltas.get(k + 1, ZERO)
+            g[k] = g[k + 1] - (d.glob - d.plate)
+            loc[k] = loc[k + 1] - d.local
+        ks = np.arange(lo, hi + 1)
+        w = np.exp(-0.5 * ((ks - t) / self.sigma) ** 2)
+        w /= w.sum()
+        cg = sum(wi * g[k] for wi, k in zip(w, ks))
+        cl = sum(wi * loc[k] for wi, k in zip(w, ks))
+        return (self.strength * cg).astype(np.float32), (self.strength * cl).astype(np.float32)
+
+    @staticmethod
+    def apply(out: np.ndarray, roi, glob: np.ndarray, local: np.ndarray) -> np.ndarray:
+        """Correct a canvas-size harmonized talent: global gain plus the local grid spread over ``roi``."""
+        if roi is None:
+            return out
+        x0, y0, x1, y1 = roi
+        res = out.copy()
+        field = cv2.resize(local, (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC) + glob
+        res[y0:y1, x0:x1] = out[y0:y1, x0:x1] * np.exp(field)
+        return res
+
+    def run_sequence(self, outputs, inputs, alphas, plates=None):
+        """Deflicker a whole sequence in memory (benchmarks, tests): lists of canvas-size float32 linear frames."""
+        n = len(outputs)
+        roi = alpha_roi(alphas)
+        if roi is None:
+            return list(outputs)
+        still = plates is None or all(p is plates[0] for p in plates)
+        samples = [make_sample(outputs[t], inputs[t], alphas[t], None if plates is None else plates[t], roi, still)
+                   for t in range(n)]
+        deltas = {t: self.pair_delta(samples[t - 1], samples[t]) for t in range(1, n)}
+        res = []
+        for t in range(n):
+            cg, cl = self.correction(deltas, t, 0, n - 1)
+            res.append(self.apply(outputs[t], roi, cg, cl))
+        return res

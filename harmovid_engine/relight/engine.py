@@ -1,0 +1,186 @@
+"""The analytic relighting harmonizer (engine ``analytic``): fast, physically motivated, runs on two CPU cores.
+
+Per frame, at low resolution:
+1. analyse the plate (SH environment, illuminant colour, exposure near the talent) and the talent (skin log-luminance
+   and log-chroma, normals from the matte, current low-frequency shading);
+2. adapt white balance and exposure with a von Kries gain in linear light: the talent's skin is pulled toward skin of
+   normal exposure under the plate's illuminant, by an amount that weighs the measurement against the prior
+   (``colour`` / ``intensity`` strengths, 1 = the default amount);
+3. replace the talent's directional shading (an order-1 fit on its normals) by the plate's SH irradiance on the same
+   normals (``direction`` strength), coloured by the plate's light;
+4. the result is a smooth per-pixel gain field (3 channels) on a coarse grid over the talent; it is upsampled and
+   applied to the full-resolution talent, so skin texture and detail are untouched and 1080p stays cheap.
+
+``estimate()`` returns the per-frame parameters (:class:`RelightParams`) and ``apply()`` uses them, so temporal
+stages (EMA baseline, deflicker) can work on parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..colour import LUMA_709
+from ..engines import Engine, register_engine
+from .analysis import (PLATE_KEY_REF, SKIN_CHROMA_PRIOR, SKIN_LOG_LUMA_PRIOR, irradiance, log_image, matte_normals,
+                       plate_stats, skin_mask, talent_stats)
+
+GRID = 24  # the gain field's resolution over the talent's bounding box (GRID x GRID)
+ANALYSIS_SIZE = 128  # long side of the talent crop used for analysis
+
+
+@dataclass
+class RelightParams:
+    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 on the canvas
+    gain: np.ndarray  # (3,) global log gain (white balance + exposure)
+    shade: np.ndarray  # (GRID, GRID, 3) log gain of the directional relight over the bbox
+    light_dir: np.ndarray  # (3,) dominant light direction of the plate (x right, y up, z toward camera)
+    directionality: float  # 0: flat ambient light, ~1: a single strong source
+
+    def field(self) -> np.ndarray:
+        return self.gain[None, None, :] + self.shade
+
+    def blend(self, other: "RelightParams", w: float) -> "RelightParams":
+        """(1 - w) * self + w * other (for EMA and temporal filters)."""
+        return RelightParams(other.bbox, (1 - w) * self.gain + w * other.gain, (1 - w) * self.shade + w * other.shade,
+                             _unit((1 - w) * self.light_dir + w * other.light_dir),
+                             (1 - w) * self.directionality + w * other.directionality)
+
+
+def _unit(v):
+    n = np.linalg.norm(v)
+    return v / n if n > 1e-6 else np.array([0, 1, 1], np.float32) / np.sqrt(2)
+
+
+def talent_bbox(alpha: np.ndarray, pad: int = 4) -> tuple[int, int, int, int] | None:
+    ys, xs = np.nonzero(alpha > 0.01)
+    if len(ys) == 0:
+        return None
+    h, w = alpha.shape
+    return (max(0, xs.min() - pad), max(0, ys.min() - pad), min(w, xs.max() + 1 + pad), min(h, ys.max() + 1 + pad))
+
+
+def _resize_long(img: np.ndarray, long_side: int, interp=cv2.INTER_AREA) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = long_side / max(h, w)
+    if s >= 1:
+        return img
+    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
+
+
+class AnalyticEngine(Engine):
+    name = "analytic"
+    defaults = {
+        "colour": 1.0,  # strength of white-balance adaptation (0 off, 1 default, up to 2)
+        "intensity": 1.0,  # strength of exposure adaptation
+        "direction": 0.4,  # strength of the directional relight (1: the plate's shading replaces the talent's)
+        "colour_weight": 0.5,  # how far the measurement is trusted vs the skin prior at strength 1
+        "intensity_weight": 0.5,
+        "plate_adaptation": 0.35,  # how much of the plate's illuminant colour the talent takes on
+        "key_adaptation": 0.5,  # how much a darker/brighter plate darkens/brightens the talent (per log unit)
+        "key_deadzone": 1.0,  # plate key deviations (log units) the camera's exposure absorbs
+        "front_fill": 0.6,  # brightness of the unseen scene behind the camera relative to the plate
+        "max_shade": 0.7,  # limit of the directional relight, in log units (~1 stop)
+    }
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        self._plate_cache: tuple | None = None
+
+    # -- estimation ---------------------------------------------------------------------------------------------
+    def estimate(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> RelightParams | None:
+        bbox = talent_bbox(alpha)
+        if bbox is None:
+            return None
+        s = self.settings
+        x0, y0, x1, y1 = bbox
+        t_small = _resize_long(talent[y0:y1, x0:x1], ANALYSIS_SIZE)
+        a_small = _resize_long(alpha[y0:y1, x0:x1], ANALYSIS_SIZE)
+        ps = self._plate(plate, bbox)
+        ts = talent_stats(t_small, a_small)
+        # exposure: skin of normal exposure, shifted by how dark or bright the plate is
+        trust = min(1.0, ts.skin_fraction / 0.15)  # little skin visible: weaker pull
+        # Cameras expose for the scene, so a plate's brightness moves skin only for low- or high-key scenes:
+        # deviations of the plate's key beyond a dead zone carry over partially.
+        dev = ps.log_key - PLATE_KEY_REF
+        dev = np.sign(dev) * max(abs(dev) - s["key_deadzone"], 0.0)
+        target_l = SKIN_LOG_LUMA_PRIOR + s["key_adaptation"] * dev
+        d_luma = s["intensity"] * s["intensity_weight"] * trust * (target_l - ts.log_luma)
+        # white balance: skin under the plate's illuminant
+        target_c = SKIN_CHROMA_PRIOR + s["plate_adaptation"] * ps.chroma
+        d_chroma = s["colour"] * s["colour_weight"] * trust * (target_c - ts.chroma)
+        d_chroma = d_chroma - d_chroma @ LUMA_709  # chroma only: luminance is handled by d_luma
+        gain = (d_luma + d_chroma).astype(np.float32)
+        shade, light_dir, directionality = self._shading(t_small, a_small, ps.sh)
+        shade = shade * s["direction"]
+        return RelightParams(bbox, gain, shade, light_dir, directionality)
+
+    def _plate(self, plate: np.ndarray, bbox):
+        """Plate statistics with more weight near the talent; cached while the plate does not change."""
+        key = (id(plate), plate.shape, float(plate[::37, ::41].sum()), bbox)
+        if self._plate_cache and self._plate_cache[0] == key:
+            return self._plate_cache[1]
+        small = _resize_long(plate, 64)
+        h, w = small.shape[:2]
+        H, W = plate.shape[:2]
+        x0, y0, x1, y1 = bbox
+        cx, cy = (x0 + x1) / 2 / W * w, (y0 + y1) / 2 / H * h
+        sx, sy = max((x1 - x0) / W * w, 2), max((y1 - y0) / H * h, 2)
+        yy, xx = np.mgrid[0:h, 0:w]
+        weight = 1.0 + 2.0 * np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2))
+        ps = plate_stats(small, weight, self.settings["front_fill"])
+        self._plate_cache = (key, ps)
+        return ps
+
+    def _shading(self, t_small, a_small, sh):
+        """Log-gain field that swaps the talent's directional shading for the plate's, on a GRID x GRID grid."""
+        normals = matte_normals(a_small)
+        region = a_small > 0.9
+        skin = skin_mask(t_small, a_small)
+        fit_region = skin if skin.sum() > 0.1 * max(region.sum(), 1) else region
+        e_plate = irradiance(sh, normals)  # (h, w, 3)
+        log_e = log_image(e_plate)
+        lum_dir = np.array([sh[3] @ LUMA_709, sh[1] @ LUMA_709, sh[2] @ LUMA_709], np.float32)
+        ambient = float(sh[0] @ LUMA_709) + 1e-6
+        directionality = float(np.clip(np.linalg.norm(lum_dir) / ambient, 0, 1.5))
+        light_dir = _unit(lum_dir)
+        if fit_region.sum() < 20:
+            return np.zeros((GRID, GRID, 3), np.float32), light_dir, directionality
+        # plate's relative shading over the talent (colour included), zero-mean over the talent
+        new = log_e - log_e[fit_region].mean(0)
+        # talent's current directional shading: order-1 fit of its smoothed log-luminance on the normals
+        y = np.log(np.maximum(cv2.GaussianBlur(t_small @ LUMA_709, (0, 0), 2.0), 1e-4))
+        nrm = normals[fit_region]
+        X = np.concatenate([np.ones((len(nrm), 1), np.float32), nrm], 1)
+        coef, *_ = np.linalg.lstsq(X, y[fit_region], rcond=None)
+        old = normals @ coef[1:]
+        old = old - old[fit_region].mean()
+        field = new - old[..., None]
+        m = self.settings["max_shade"]
+        field = np.clip(field, -m, m)
+        # extend the field smoothly outside the talent (normalised convolution) and reduce it to the grid
+        wgt = region.astype(np.float32)
+        sig = max(2.0, 0.05 * max(region.shape))
+        num = cv2.GaussianBlur(field * wgt[..., None], (0, 0), sig)
+        den = cv2.GaussianBlur(wgt, (0, 0), sig)[..., None] + 1e-4
+        field = num / den
+        grid = cv2.resize(field, (GRID, GRID), interpolation=cv2.INTER_AREA)
+        return grid.astype(np.float32), light_dir, directionality
+
+    # -- application --------------------------------------------------------------------------------------------
+    def apply(self, talent: np.ndarray, alpha: np.ndarray, params: RelightParams | None) -> np.ndarray:
+        if params is None:
+            return talent
+        x0, y0, x1, y1 = params.bbox
+        out = talent.copy()
+        field = cv2.resize(params.field(), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
+        out[y0:y1, x0:x1] = talent[y0:y1, x0:x1] * np.exp(field)
+        return out
+
+    def harmonize(self, talent, alpha, plate, index):
+        return self.apply(talent, alpha, self.estimate(talent, alpha, plate))
+
+
+register_engine(AnalyticEngine)
