@@ -29,6 +29,8 @@ _DECODE_8 = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
 _DECODE_16 = srgb_to_linear(np.arange(65536, dtype=np.float32) / 65535.0)
 # Encoding LUT indexed by linear value quantised to 16 bits: near black one step is 0.05 of an 8-bit code value.
 _ENCODE_16 = linear_to_srgb(np.arange(65536, dtype=np.float32) / 65535.0)
+_ENCODE_16_TO_8 = (_ENCODE_16 * 255.0 + 0.5).astype(np.uint8)
+_ENCODE_16_TO_16 = (_ENCODE_16 * 65535.0 + 0.5).astype(np.uint16)
 
 
 def to_linear(codes: np.ndarray) -> np.ndarray:
@@ -44,15 +46,16 @@ def to_linear(codes: np.ndarray) -> np.ndarray:
 
 def from_linear(linear: np.ndarray, dtype=np.uint8) -> np.ndarray:
     """float32 linear (...) -> sRGB code values as uint8 or uint16, rounded to nearest."""
-    idx = np.clip(linear, 0.0, 1.0)
-    idx = (idx * 65535.0 + 0.5).astype(np.uint16)
-    enc = _ENCODE_16[idx]
+    t = np.multiply(linear, np.float32(65535.0), dtype=np.float32)
+    t += np.float32(0.5)
+    np.clip(t, 0.0, 65535.0, out=t)
+    idx = t.astype(np.uint16)
     if dtype == np.uint8:
-        return (enc * 255.0 + 0.5).astype(np.uint8)
+        return _ENCODE_16_TO_8[idx]
     if dtype == np.uint16:
-        return (enc * 65535.0 + 0.5).astype(np.uint16)
+        return _ENCODE_16_TO_16[idx]
     if dtype == np.float32:
-        return enc
+        return _ENCODE_16[idx]
     raise TypeError(f"unsupported dtype {dtype}")
 
 

@@ -40,14 +40,21 @@ def light_wrap(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, strengt
 
 def cast_shadow(plate: np.ndarray, alpha: np.ndarray, light_dir: np.ndarray | None, directionality: float = 0.5,
                 opacity: float = 0.35, softness: float = 0.04) -> np.ndarray:
-    """Darken the plate with a soft shadow of the talent cast away from the light, plus a contact shadow where the
-    talent meets the bottom of its silhouette (feet on the ground, or a body cut by the frame).
+    """The plate darkened by :func:`shadow_map`."""
+    shade = shadow_map(alpha, light_dir, directionality, opacity, softness)
+    return plate if shade is None else plate * (1.0 - shade)[..., None]
+
+
+def shadow_map(alpha: np.ndarray, light_dir: np.ndarray | None, directionality: float = 0.5,
+               opacity: float = 0.35, softness: float = 0.04) -> np.ndarray | None:
+    """(H, W) shadow density in [0, 0.9]: a soft shadow of the talent cast away from the light, plus a contact shadow
+    where the talent meets the bottom of its silhouette (feet on the ground, or a body cut by the frame).
 
     light_dir: (3,) x right, y up, z toward the camera (None: light from above the camera). ``opacity`` scales with
-    how directional the plate's light is. Returns the shadowed plate.
+    how directional the plate's light is. None when there is nothing to shadow.
     """
     if opacity <= 0 or not (alpha > 0.01).any():
-        return plate
+        return None
     h, w = alpha.shape
     f = 4 if min(h, w) >= 128 else 1
     sw, sh = max(1, w // f), max(1, h // f)
@@ -70,5 +77,4 @@ def cast_shadow(plate: np.ndarray, alpha: np.ndarray, light_dir: np.ndarray | No
     lower = np.clip((rows - (bottom - 0.35 * tall)) / (0.35 * tall), 0, 1)
     contact = cv2.GaussianBlur(a, (0, 0), max(1.0, 0.02 * tall)) * lower
     shade = np.clip(strength * cast + 0.6 * opacity * contact, 0, 0.9)
-    shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
-    return plate * (1.0 - shade)[..., None]
+    return cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)

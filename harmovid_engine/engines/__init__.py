@@ -32,7 +32,8 @@ class Engine:
             raise HarmoVidError(f"engine '{self.name}' has no setting(s) {', '.join(sorted(unknown))}; "
                                 f"known: {', '.join(sorted(self.defaults)) or 'none'}")
 
-    def estimate(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray):
+    def estimate(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, placement=(0.0, 0.0, 1.0)):
+        """Per-frame parameters. talent/alpha are in the talent's pixels, placed at ``(x, y, scale)`` on the plate."""
         return None
 
     def apply(self, talent: np.ndarray, alpha: np.ndarray, params) -> np.ndarray:

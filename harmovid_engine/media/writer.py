@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..colour import alpha_from_float, from_linear
+from ..colour import alpha_from_float, from_linear, to_linear
 from ..errors import MediaError
 from .ffmpeg import ffmpeg_exe, last_error_line
 
@@ -68,6 +68,10 @@ class FrameWriter:
                              f"{self.width}x{self.height}")
         self._write(rgb_linear, alpha)
         self.frames_written += 1
+
+    def write_codes(self, codes: np.ndarray) -> None:
+        """Write a frame given as 8-bit sRGB code values (H, W, 3) uint8 (no alpha)."""
+        self.write(to_linear(codes))
 
     def __enter__(self):
         return self
@@ -133,10 +137,21 @@ class FFmpegWriter(FrameWriter):
         return from_linear(rgb_linear, np.uint8).tobytes()
 
     def _write(self, rgb_linear, alpha):
+        self._send(self._encode(rgb_linear, alpha))
+
+    def _send(self, data: bytes) -> None:
         try:
-            self._proc.stdin.write(self._encode(rgb_linear, alpha))
+            self._proc.stdin.write(data)
         except (BrokenPipeError, OSError):
             self._fail("the encoder stopped")
+
+    def write_codes(self, codes: np.ndarray) -> None:
+        if self.with_alpha:
+            return super().write_codes(codes)
+        if codes.shape != (self.height, self.width, 3) or codes.dtype != np.uint8:
+            raise ValueError(f"expected ({self.height}, {self.width}, 3) uint8 codes, got {codes.shape} {codes.dtype}")
+        self._send(np.ascontiguousarray(codes).data)
+        self.frames_written += 1
 
     def _fail(self, what: str):
         self.abort()

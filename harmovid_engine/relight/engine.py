@@ -90,7 +90,10 @@ class AnalyticEngine(Engine):
         self._plate_cache: tuple | None = None
 
     # -- estimation ---------------------------------------------------------------------------------------------
-    def estimate(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> RelightParams | None:
+    def estimate(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray,
+                 placement: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> RelightParams | None:
+        """talent/alpha are in the talent's own pixels, placed on the plate at ``placement = (x, y, scale)``
+        (identity: they are canvas-aligned). The returned bbox is in talent pixels."""
         bbox = talent_bbox(alpha)
         if bbox is None:
             return None
@@ -98,7 +101,8 @@ class AnalyticEngine(Engine):
         x0, y0, x1, y1 = bbox
         t_small = _resize_long(talent[y0:y1, x0:x1], ANALYSIS_SIZE)
         a_small = _resize_long(alpha[y0:y1, x0:x1], ANALYSIS_SIZE)
-        ps = self._plate(plate, bbox)
+        px, py, sc = placement
+        ps = self._plate(plate, (px + x0 * sc, py + y0 * sc, px + x1 * sc, py + y1 * sc))
         ts = talent_stats(t_small, a_small)
         # exposure: skin of normal exposure, shifted by how dark or bright the plate is
         trust = min(1.0, ts.skin_fraction / 0.15)  # little skin visible: weaker pull

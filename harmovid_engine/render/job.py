@@ -97,10 +97,15 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
             opts = {"bit_depth": project.render.png_bit_depth, "start_number": s}
         writer = open_writer(fmt, output, w, h, comp.fps, audio=snd, **opts)
         t0 = time.perf_counter()
+        fast = layer == "composite" and fmt == "h264" and not yield_frames
         for k, i in enumerate(range(s, e)):
             cancel.check()
-            rgb, alpha = comp.frame(i, layer)
-            writer.write(rgb, alpha)
+            if fast:  # 8-bit output: only the talent's window is converted; the rest is the plate's own codes
+                writer.write_codes(comp.composite_codes(i))
+                rgb = None
+            else:
+                rgb, alpha = comp.frame(i, layer)
+                writer.write(rgb, alpha)
             yield RenderProgress(i, k + 1, e - s, time.perf_counter() - t0, rgb if yield_frames else None)
         cancel.check()
         writer.close()

@@ -15,12 +15,14 @@ import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ..colour import to_linear
 from ..composite import over, place_talent, plate_index_for, unpremultiply
-from ..composite.extras import cast_shadow, light_wrap
+from ..composite.extras import light_wrap, shadow_map
 from ..deflicker import AnalyticDeflicker, make_sample
+from ..deflicker.analytic import ZERO
 from ..engines import create_engine
 from ..errors import HarmoVidError
 from ..matte import MatteStage, MatteStore
@@ -114,55 +116,68 @@ class Compositor:
             self._plate_lin.put(k, hit)
         return hit
 
-    def placed_talent(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Placed talent at plate size: (premultiplied linear RGB, alpha)."""
+    def talent_roi(self, i: int, margin: float = 0.0):
+        """The talent's rectangle on the canvas at frame i, grown by ``margin`` x its height, clipped; None when the
+        talent is off the canvas."""
+        x, y, s = self.project.placement.at(i)
+        tw, th = self.talent_src.size
+        w, h = self.size
+        m = margin * th * s
+        x0, y0 = max(0, int(np.floor(x - m))), max(0, int(np.floor(y - m)))
+        x1, y1 = min(w, int(np.ceil(x + tw * s + m))), min(h, int(np.ceil(y + th * s + m)))
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+    def _talent(self, i: int):
+        """Frame i in the talent's own pixels: (straight linear RGB, alpha)."""
         t0 = time.perf_counter()
         codes, alpha = self.matte.talent(i)
-        t0 = self._tick("decode+matte", t0)
         if self.talent_src.info.linear:
             lin = np.clip(codes, 0.0, None)
         else:
             lin = to_linear((codes * 65535.0 + 0.5).astype(np.uint16))
+        self._tick("decode+matte", t0)
+        return lin, alpha
+
+    def placed_talent(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Placed talent (as shot) at plate size: (premultiplied linear RGB, alpha)."""
+        lin, alpha = self._talent(i)
         x, y, s = self.project.placement.at(i)
-        out = place_talent(lin, alpha, x, y, s, self.size)
-        self._tick("place", t0)
-        return out
+        return place_talent(lin, alpha, x, y, s, self.size)
 
-    def talent_roi(self, i: int):
-        """The talent's rectangle on the canvas at frame i (clipped), or None when off-canvas."""
-        x, y, s = self.project.placement.at(i)
-        tw, th = self.talent_src.size
-        w, h = self.size
-        x0, y0 = max(0, int(np.floor(x))), max(0, int(np.floor(y)))
-        x1, y1 = min(w, int(np.ceil(x + tw * s))), min(h, int(np.ceil(y + th * s)))
-        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
-
-    def _frame_inputs(self, i: int):
-        plate = self.plate_linear(i)
-        premult, alpha = self.placed_talent(i)
-        return unpremultiply(premult, alpha), alpha, plate, premult
-
-    def _estimate(self, i, straight, alpha, plate):
+    def _estimate(self, i, talent=None):
         p = self._params.get(i, _MISSING)
         if p is _MISSING:
+            lin, alpha = talent or self._talent(i)
             t0 = time.perf_counter()
-            p = self.engine.estimate(straight, alpha, plate)
+            p = self.engine.estimate(lin, alpha, self.plate_linear(i), self.project.placement.at(i))
             self._tick("harmonize (estimate)", t0)
             self._params.put(i, p)
         return p
 
-    def _sample(self, i: int, inputs=None):
-        s = self._samples.get(i)
-        if s is None:
-            straight, alpha, plate, _ = inputs or self._frame_inputs(i)
-            params = self._estimate(i, straight, alpha, plate)
-            roi = self.talent_roi(i)
+    def _plate_under_talent(self, i: int, size: tuple[int, int]) -> np.ndarray:
+        """The plate seen from the talent's pixels (inverse placement), at ``size`` = (w, h) of the talent."""
+        x, y, s = self.project.placement.at(i)
+        tw, th = self.talent_src.size
+        w, h = size
+        f = w / tw  # talent pixels per output pixel of this map
+        # output pixel u (at scale f) sees plate pixel x + s * (u + 0.5) / f - 0.5
+        m = np.array([[s / f, 0, x + 0.5 * s / f - 0.5], [0, s / f, y + 0.5 * s / f - 0.5]], np.float64)
+        return cv2.warpAffine(self.plate_linear(i), m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def _sample(self, i: int, talent=None, harmonized=None):
+        s = self._samples.get(i, _MISSING)
+        if s is _MISSING:
+            lin, alpha = talent or self._talent(i)
+            params = self._estimate(i, (lin, alpha))
             t0 = time.perf_counter()
-            if roi is None:
+            if params is None:
                 s = None
             else:
-                out = self.engine.apply(straight, alpha, params)
-                s = make_sample(out, straight, alpha, plate, roi, still_plate=self.plate_src.is_still)
+                out = harmonized if harmonized is not None else self.engine.apply(lin, alpha, params)
+                h, w = alpha.shape
+                plate = None if self.plate_src.is_still else self._plate_under_talent(i, (32, 32))
+                s = make_sample(out, lin, alpha, plate, (0, 0, w, h), still_plate=self.plate_src.is_still)
             self._tick("deflicker", t0)
             self._samples.put(i, s)
         return s
@@ -172,49 +187,109 @@ class Compositor:
         if d is None:
             a, b = self._sample(k - 1), self._sample(k)
             t0 = time.perf_counter()
-            from ..deflicker.analytic import ZERO
-
             d = ZERO if a is None or b is None else self.deflicker.pair_delta(a, b)
             self._tick("deflicker", t0)
             self._deltas.put(k, d)
         return d
 
     # -- frames -------------------------------------------------------------------------------------------------
-    def layers(self, i: int, with_original: bool = False, deflicker: bool | None = None,
-               with_per_frame: bool = False) -> FrameLayers:
+    def _composite_window(self, i: int, deflicker: bool | None = None, with_per_frame: bool = False,
+                          with_original: bool = False):
+        """Frame i inside its work window (the talent's rectangle plus room for its shadow).
+
+        The talent is harmonized, deflickered and light-wrapped in its own pixels and placed last, so full-canvas
+        work is only placement, shadow and over. Returns None when the talent is off the canvas, else
+        (roi, composite, harmonized straight, alpha, plate window, per-frame straight or None, original or None).
+        """
         if not 0 <= i < self.frame_count:
             raise IndexError(f"frame {i} is outside the talent clip (0..{self.frame_count - 1})")
-        inputs = self._frame_inputs(i)
-        straight, alpha, plate, premult = inputs
-        params = self._estimate(i, straight, alpha, plate)
+        roi = self.talent_roi(i, margin=0.15)
+        if roi is None:
+            return None
+        lin, alpha = self._talent(i)
+        params = self._estimate(i, (lin, alpha))
         t0 = time.perf_counter()
-        harmonized = self.engine.apply(straight, alpha, params)
+        harmonized = self.engine.apply(lin, alpha, params)
         t0 = self._tick("harmonize (apply)", t0)
-        per_frame = harmonized if with_per_frame else None
-        use_deflicker = self.deflicker is not None if deflicker is None else (deflicker and self.deflicker)
+        per_frame = harmonized
+        use_deflicker = self.deflicker is not None if deflicker is None else bool(deflicker and self.deflicker)
         if use_deflicker and params is not None:
-            self._sample(i, inputs)
+            self._sample(i, (lin, alpha), harmonized)
             lo, hi = max(0, i - self.deflicker.radius), min(self.frame_count - 1, i + self.deflicker.radius)
             deltas = {k: self._delta(k) for k in range(lo + 1, hi + 1)}
             t0 = time.perf_counter()
             cg, cl = self.deflicker.correction(deltas, i, 0, self.frame_count - 1)
-            harmonized = self.deflicker.apply(harmonized, self.talent_roi(i), cg, cl)
+            h, w = alpha.shape
+            harmonized = self.deflicker.apply(harmonized, (0, 0, w, h), cg, cl)
             t0 = self._tick("deflicker", t0)
-        s = self.settings
-        if s.light_wrap and s.light_wrap_strength > 0 and params is not None:
-            harmonized = light_wrap(harmonized, alpha, plate, s.light_wrap_strength)
+        st = self.settings
+        if st.light_wrap and st.light_wrap_strength > 0 and params is not None:
+            h, w = alpha.shape
+            under = self._plate_under_talent(i, (w, h))
+            harmonized = light_wrap(harmonized, alpha, under, st.light_wrap_strength)
             t0 = self._tick("light wrap", t0)
-        shadowed = plate
-        if s.shadow and s.shadow_opacity > 0:
+        x, y, s = self.project.placement.at(i)
+        x0, y0, x1, y1 = roi
+        premult, a = place_talent(harmonized, alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0))
+        t0 = self._tick("place", t0)
+        plate = self.plate_linear(i)[y0:y1, x0:x1]
+        background = 1.0 - a  # what of the plate shows through, darkened by the shadow
+        if st.shadow and st.shadow_opacity > 0:
             light = getattr(params, "light_dir", None)
             directionality = getattr(params, "directionality", 0.5)
-            shadowed = cast_shadow(plate, alpha, light, directionality, s.shadow_opacity, s.shadow_softness)
+            shade = shadow_map(a, light, directionality, st.shadow_opacity, st.shadow_softness)
+            if shade is not None:
+                background *= 1.0 - shade
             t0 = self._tick("shadow", t0)
-        comp_premult = premult if harmonized is straight else harmonized * alpha[..., None]
-        composite = over(comp_premult, alpha, shadowed)
-        original = over(premult, alpha, plate) if with_original else None
+        composite = premult + plate * background[..., None]
         self._tick("composite", t0)
-        return FrameLayers(i, composite, harmonized, alpha, plate, original, per_frame)
+        straight = _LazyStraight(premult, a)
+        pf = orig = None
+        if with_per_frame:
+            pf = unpremultiply(place_talent(per_frame, alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0))[0], a)
+        if with_original:
+            op, oa = place_talent(lin, alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0))
+            orig = over(op, oa, plate)
+        return roi, composite, straight, a, plate, pf, orig
+
+    def layers(self, i: int, with_original: bool = False, deflicker: bool | None = None,
+               with_per_frame: bool = False) -> FrameLayers:
+        """Full-canvas layers of frame i (for the viewer and tests)."""
+        res = self._composite_window(i, deflicker, with_per_frame, with_original)
+        plate = self.plate_linear(i)
+        h, w = plate.shape[:2]
+        composite = plate.copy()
+        talent = np.zeros((h, w, 3), np.float32)
+        alpha = np.zeros((h, w), np.float32)
+        original = plate.copy() if with_original else None
+        per_frame = np.zeros((h, w, 3), np.float32) if with_per_frame else None
+        if res is not None:
+            (x0, y0, x1, y1), comp, harm, a, _, pf, orig = res
+            composite[y0:y1, x0:x1] = comp
+            talent[y0:y1, x0:x1] = harm.value
+            alpha[y0:y1, x0:x1] = a
+            if with_original:
+                original[y0:y1, x0:x1] = orig
+            if with_per_frame:
+                per_frame[y0:y1, x0:x1] = pf
+        return FrameLayers(i, composite, talent, alpha, plate, original, per_frame)
+
+    def composite_codes(self, i: int) -> np.ndarray:
+        """The composite of frame i as 8-bit sRGB code values (H, W, 3): the fast export path. Outside the work
+        window the plate's decoded code values are used as they are (identical to converting them both ways)."""
+        from ..colour import from_linear
+
+        res = self._composite_window(i)
+        plate_codes = self.plate_src.read(self.plate_index(i))[..., :3]
+        if plate_codes.dtype != np.uint8 or self.plate_src.info.linear:
+            return from_linear(self.layers(i).composite, np.uint8)
+        out = plate_codes.copy()
+        if res is not None:
+            t0 = time.perf_counter()
+            (x0, y0, x1, y1), comp = res[0], res[1]
+            out[y0:y1, x0:x1] = from_linear(comp, np.uint8)
+            self._tick("encode (to code values)", t0)
+        return out
 
     def frame(self, i: int, layer: str = "composite") -> tuple[np.ndarray, np.ndarray | None]:
         """(rgb linear (H, W, 3), alpha (H, W) or None) for the given output layer."""
@@ -244,5 +319,18 @@ class Compositor:
 
 
 _MISSING = object()
+
+
+class _LazyStraight:
+    """Straight (unpremultiplied) talent colour, computed only if someone asks (the talent layer, the viewer)."""
+
+    def __init__(self, premult, alpha):
+        self._p, self._a, self._v = premult, alpha, None
+
+    @property
+    def value(self) -> np.ndarray:
+        if self._v is None:
+            self._v = unpremultiply(self._p, self._a)
+        return self._v
 
 __all__ = ["Compositor", "FrameLayers", "LAYERS"]
