@@ -108,3 +108,24 @@ def test_demo_copy_renders(tmp_path):
     assert res.stdout.strip() == str(dest)
     run_cli("render", dest, "-o", tmp_path / "demo.mp4", "--end", "4", "-q", check_rc=0)
     assert probe(tmp_path / "demo.mp4").frame_count == 5
+
+
+def test_render_settings_and_engine_flags_are_saved_and_checked(tmp_path, data_dir):
+    import json
+
+    proj = tmp_path / "p"
+    run_cli("new", proj, "--fg", data_dir / "clips/d0.mp4", "--plate", data_dir / "plates/plate_11.jpg",
+            "--key", "green", "--no-shadow", "--no-deflicker", "--set", "colour=0.5", "--set",
+            "light_wrap_strength=0.1", check_rc=0)
+    render = json.loads((proj / "project.json").read_text())["render"]
+    assert render["engine"] == "analytic" and render["shadow"] is False and render["deflicker"] is False
+    assert render["engine_settings"] == {"colour": 0.5} and render["light_wrap_strength"] == 0.1
+    bad = run_cli("render", proj, "-o", tmp_path / "x.mp4", "--set", "colr=1", check_rc=2)
+    assert "no setting(s) colr" in bad.stderr
+    bad = run_cli("render", proj, "-o", tmp_path / "x.mp4", "--set", "shadow_opacity=dark", check_rc=2)
+    assert "expected a float" in bad.stderr
+    run_cli("render", proj, "-o", tmp_path / "none.mp4", "--engine", "none", "--end", "2", "-q", check_rc=0)
+    assert probe(tmp_path / "none.mp4").frame_count == 3
+    assert not (tmp_path / "x.mp4").exists()
+    bad = run_cli("render", proj, "-o", tmp_path / "x.avi2", check_rc=2)
+    assert "cannot tell the format" in bad.stderr

@@ -1,0 +1,76 @@
+"""The benchmark: protocol definitions, metrics, and `harmovid bench` end to end on a tiny data folder."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from harmovid_engine.bench.metrics import WarpReference, flicker, mse, psnr_from_mse, ssim_luma
+from harmovid_engine.bench.protocols import Perturbation, draw_jitter, draw_static, perturb
+
+
+def test_perturbations_are_seeded_by_clip_and_k():
+    a, b = draw_static("d0", 1), draw_static("d0", 1)
+    assert a.gain == b.gain and np.array_equal(a.wb, b.wb)
+    assert draw_static("d0", 2).gain != a.gain
+    assert 0.5 <= a.gain <= 2.0 and abs(a.wb.mean() - 1) < 1e-9 and 0.8 <= a.gamma <= 1.25
+    j = draw_jitter("d0", 1, 5)
+    assert len(j) == 5 and len({p.gain for p in j}) == 5 and all(p.gamma == a.gamma for p in j)
+
+
+def test_identity_perturbation_changes_nothing():
+    frame = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+    same = perturb(frame, Perturbation(1.0, np.ones(3), 1.0, 0.0, 0.0, 1.0))
+    assert np.abs(same - frame).max() < 0.6
+
+
+def test_metrics_on_identical_and_different_videos():
+    rng = np.random.default_rng(0)
+    frames = [np.clip(rng.random((40, 50, 3)) * 255, 0, 255) for _ in range(4)]
+    masks = [np.ones((40, 50), bool)] * 4
+    assert mse(frames[0], frames[0]) == 0 and psnr_from_mse(255.0 ** 2) == 0
+    assert abs(ssim_luma(frames[0], frames[0]) - 1) < 1e-9
+    assert flicker(frames, frames, masks) == 0
+    brighter = [f + 10 * (t % 2) for t, f in enumerate(frames)]
+    assert abs(flicker(brighter, frames, masks) - 10) < 1e-6
+    ref = WarpReference(frames, masks)
+    assert abs(ref.error(frames) / ref.error(frames) - 1) < 1e-12
+
+
+@pytest.fixture
+def tiny_data(tmp_path, data_dir):
+    d = tmp_path / "data"
+    (d / "clips").mkdir(parents=True)
+    (d / "plates").mkdir()
+    shutil.copy(data_dir / "clips" / "d0.mp4", d / "clips" / "d0.mp4")
+    shutil.copy(data_dir / "clips" / "d0.alpha.npz", d / "clips" / "d0.alpha.npz")
+    shutil.copy(data_dir / "plates" / "plate_8.jpg", d / "plates" / "plate_8.jpg")
+    return d
+
+
+@pytest.mark.heavy
+def test_bench_writes_results_report_plots_and_sheets(tiny_data, tmp_path):
+    out = tmp_path / "bench"
+    res = subprocess.run([sys.executable, "-m", "harmovid_engine", "bench", str(tiny_data), "--out", str(out),
+                          "--frames", "4", "--protocols", "lut_static", "lut_jitter", "relight", "-q"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"lut_static", "lut_jitter", "relight"}
+    methods = {"composite", "reinhard", "ema", "analytic", "analytic+deflicker"}
+    for proto in results:
+        assert methods <= set(results[proto])
+    for metric in ("mse", "fmse", "psnr", "fpsnr", "ssim", "worse_than_composite", "flicker", "tl_ratio"):
+        assert metric in results["lut_jitter"]["analytic+deflicker"]
+    assert results["relight"]["analytic"]["fps"] > 0 and "tl_ratio" in results["relight"]["analytic"]
+    assert (out / "report.md").read_text().startswith("# HarmoVid benchmark")
+    assert (out / "lut_static_fmse.png").exists() and (out / "contact_sheets" / "plate_8.png").exists()
+
+
+def test_bench_refuses_a_folder_of_the_wrong_shape(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "harmovid_engine", "bench", str(tmp_path), "--out",
+                          str(tmp_path / "o")], capture_output=True, text=True)
+    assert res.returncode == 2 and "laid out like" in res.stderr

@@ -1,0 +1,125 @@
+"""The analytic relighting engine and the analytic deflicker."""
+
+import numpy as np
+import pytest
+
+from harmovid_engine.colour import LUMA_709, srgb_to_linear
+from harmovid_engine.deflicker import AnalyticDeflicker
+from harmovid_engine.engines import create_engine
+from harmovid_engine.errors import HarmoVidError
+from harmovid_engine.relight.analysis import matte_normals, plate_environment, irradiance
+
+
+def portrait(h=160, w=128, seed=0, shift=0.0):
+    """A skin-coloured head-and-shoulders silhouette with fine texture; (talent linear, alpha)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    head = ((xx - w / 2 - shift) / (0.28 * w)) ** 2 + ((yy - 0.38 * h) / (0.3 * h)) ** 2 < 1
+    body = (yy > 0.7 * h) & (np.abs(xx - w / 2 - shift) < 0.45 * w)
+    alpha = (head | body).astype(np.float32)
+    skin = srgb_to_linear(np.array([0.78, 0.58, 0.48], np.float32))
+    tex = 1 + 0.08 * rng.standard_normal((h, w)).astype(np.float32)
+    talent = np.clip(skin[None, None, :] * tex[..., None], 0, 1).astype(np.float32)
+    return talent, alpha
+
+
+def skin_log_luma(img, alpha):
+    return float(np.median(np.log(img[alpha > 0.9] @ LUMA_709)))
+
+
+def test_exposure_and_white_balance_move_toward_the_plate_and_converge():
+    talent, alpha = portrait()
+    plate = np.full((160, 128, 3), 0.18, np.float32)
+    eng = create_engine("analytic", {"direction": 0})
+    dark, bright = talent * 0.5, np.clip(talent * 1.6, 0, 1)
+    out_dark, out_bright = (eng.harmonize(t, alpha, plate, 0) for t in (dark, bright))
+    gap_in = skin_log_luma(bright, alpha) - skin_log_luma(dark, alpha)
+    gap_out = skin_log_luma(out_bright, alpha) - skin_log_luma(out_dark, alpha)
+    assert gap_out < 0.7 * gap_in
+    blue = talent * np.array([0.7, 0.9, 1.5], np.float32)
+    out = eng.harmonize(blue, alpha, plate, 0)
+    ratio_in = np.median(blue[alpha > 0.9][:, 2] / blue[alpha > 0.9][:, 0])
+    ratio_out = np.median(out[alpha > 0.9][:, 2] / out[alpha > 0.9][:, 0])
+    assert ratio_out < 0.85 * ratio_in  # the blue cast is reduced
+
+
+def test_coloured_side_light_of_the_plate_reaches_the_talent_sides():
+    talent, alpha = portrait()
+    plate = np.zeros((160, 128, 3), np.float32)
+    plate[:, :64] = (0.8, 0.05, 0.05)  # red on the left
+    plate[:, 64:] = (0.05, 0.05, 0.8)  # blue on the right
+    out = create_engine("analytic", {"direction": 1.0}).harmonize(talent, alpha, plate, 0)
+    rb = out[..., 0] / np.maximum(out[..., 2], 1e-4)
+    left = rb[55:65, 34:44].mean()
+    right = rb[55:65, 84:94].mean()
+    assert left > 1.3 * right
+
+
+def test_relight_keeps_skin_texture():
+    talent, alpha = portrait()
+    plate = np.full((160, 128, 3), 0.05, np.float32)
+    out = create_engine("analytic", {"direction": 1.0}).harmonize(talent, alpha, plate, 0)
+    m = alpha > 0.9
+    hi_in = np.log(talent[..., 1]) - np.log(np.maximum(talent[..., 1], 1e-4)).mean()
+    hi_out = np.log(out[..., 1]) - np.log(np.maximum(out[..., 1], 1e-4)).mean()
+    import cv2
+
+    def highpass(x):
+        return x - cv2.GaussianBlur(x.astype(np.float32), (0, 0), 3)
+
+    c = np.corrcoef(highpass(hi_in)[m], highpass(hi_out)[m])[0, 1]
+    assert c > 0.98
+
+
+def test_normals_point_outward_at_the_silhouette():
+    _, alpha = portrait()
+    n = matte_normals(alpha)
+    assert n[60, 30, 0] < -0.3 and n[60, 98, 0] > 0.3 and n[60, 64, 2] > 0.9
+
+
+def test_sh_environment_sees_the_bright_side():
+    plate = np.zeros((32, 32, 3), np.float32)
+    plate[:, :16] = 1.0
+    sh = plate_environment(plate)
+    left, right = irradiance(sh, np.array([[-1.0, 0, 0], [1.0, 0, 0]], np.float32))
+    assert left[0] > 2 * right[0]
+
+
+def test_unknown_engine_settings_are_refused():
+    with pytest.raises(HarmoVidError, match="no setting"):
+        create_engine("analytic", {"colr": 1})
+    with pytest.raises(HarmoVidError, match="unknown engine"):
+        create_engine("magic")
+
+
+def _jittered_sequence(n=30, jitter=0.15, trend=0.0, move=0.0, seed=1):
+    rng = np.random.default_rng(seed)
+    outs, ins, alphas = [], [], []
+    for t in range(n):
+        talent, alpha = portrait(seed=0, shift=move * t)
+        gain = np.exp(rng.normal(0, jitter, 3).astype(np.float32) * [1, 1, 1] + trend * t / n)
+        ins.append(talent * np.exp(trend * t / n))
+        outs.append(np.clip(talent * gain * np.exp(trend * t / n), 0, 1).astype(np.float32))
+        alphas.append(alpha)
+    return outs, ins, alphas
+
+
+def _track(frames, alphas):
+    return np.array([np.log(f[a > 0.9] @ LUMA_709).mean() for f, a in zip(frames, alphas)])
+
+
+@pytest.mark.parametrize("move", [0.0, 0.7])
+def test_deflicker_removes_jitter_and_follows_motion(move):
+    outs, ins, alphas = _jittered_sequence(move=move)
+    fixed = AnalyticDeflicker(radius=8).run_sequence(outs, ins, alphas)
+    before = np.abs(np.diff(_track(outs, alphas))).mean()
+    after = np.abs(np.diff(_track(fixed, alphas))).mean()
+    assert after < 0.2 * before
+
+
+def test_deflicker_keeps_a_slow_real_lighting_change():
+    outs, ins, alphas = _jittered_sequence(jitter=0.0, trend=0.6)
+    fixed = AnalyticDeflicker(radius=8).run_sequence(outs, ins, alphas)
+    t_in, t_out = _track(outs, alphas), _track(fixed, alphas)
+    # the middle of the clip keeps the ramp (the window is symmetric there)
+    assert abs((t_out[20] - t_out[10]) - (t_in[20] - t_in[10])) < 0.03
