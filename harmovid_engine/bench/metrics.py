@@ -8,13 +8,21 @@ import numpy as np
 LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 
+def luma32(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (H, W) float32 Rec.709 luma of the code values."""
+    y = cv2.transform(frame.astype(np.float32), LUMA[None, :].astype(np.float32))
+    return y[..., 0] if y.ndim == 3 else y
+
+
 def mse(o: np.ndarray, i: np.ndarray, mask: np.ndarray | None = None) -> float:
-    d = (o.astype(np.float64) - i.astype(np.float64)) ** 2
+    """Mean over pixels (in ``mask``) and channels of the squared difference."""
+    a, b = o.astype(np.float32), i.astype(np.float32)
     if mask is None:
-        return float(d.mean())
-    if not mask.any():
+        return float(cv2.norm(a, b, cv2.NORM_L2SQR)) / a.size
+    n = int(np.count_nonzero(mask))
+    if n == 0:
         return 0.0
-    return float(d[mask].mean())
+    return float(cv2.norm(a, b, cv2.NORM_L2SQR, mask.astype(np.uint8))) / (n * a.shape[-1])
 
 
 def psnr_from_mse(m: float) -> float:
@@ -23,8 +31,7 @@ def psnr_from_mse(m: float) -> float:
 
 def ssim_luma(o: np.ndarray, i: np.ndarray) -> float:
     """SSIM (Wang et al. 2004) on Rec.709 luma with a Gaussian window, sigma 1.5 (11x11), whole frame."""
-    x = (o.astype(np.float64) @ LUMA)
-    y = (i.astype(np.float64) @ LUMA)
+    x, y = luma32(o), luma32(i)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
     def g(a):
@@ -39,7 +46,8 @@ def ssim_luma(o: np.ndarray, i: np.ndarray) -> float:
 def mean_luma(frame: np.ndarray, mask: np.ndarray) -> float:
     if not mask.any():
         return 0.0
-    return float((frame[mask].astype(np.float64) @ LUMA).mean())
+    means = cv2.mean(frame.astype(np.float32), mask.astype(np.uint8))[:3]  # luma is linear in RGB
+    return float(np.dot(means, LUMA))
 
 
 def flicker(outputs: list[np.ndarray], refs: list[np.ndarray], masks: list[np.ndarray]) -> float:
@@ -70,7 +78,7 @@ def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
 
 def grey(frame: np.ndarray) -> np.ndarray:
-    return np.clip(frame.astype(np.float64) @ LUMA + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(luma32(frame) + 0.5, 0, 255).astype(np.uint8)
 
 
 class WarpReference:
@@ -95,5 +103,5 @@ class WarpReference:
             if not m.any():
                 continue
             w = warp(frames[t - 1], self.flows[t])
-            errs.append(float(((frames[t].astype(np.float64) - w) ** 2)[m].mean()))
+            errs.append(mse(frames[t], w, m))
         return float(np.mean(errs)) if errs else 0.0

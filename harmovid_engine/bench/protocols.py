@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..colour import LUMA_709, linear_to_srgb, srgb_to_linear
+from ..colour import LUMA_709, linear_to_srgb, to_linear
 
 LUMA = LUMA_709.astype(np.float64)
 
@@ -57,23 +57,23 @@ def draw_jitter(clip: str, k: int, frames: int) -> list[Perturbation]:
 
 
 def perturb(frame: np.ndarray, p: Perturbation) -> np.ndarray:
-    """(H, W, 3) uint8 sRGB -> (H, W, 3) float64 code values 0..255 of P(I)."""
+    """(H, W, 3) uint8 sRGB -> (H, W, 3) float32 code values 0..255 of P(I)."""
     h, w = frame.shape[:2]
-    lin = srgb_to_linear(frame.astype(np.float32) / 255.0).astype(np.float64)
-    lin = lin * (p.gain * p.wb)
-    y = lin @ LUMA
-    lin = y[..., None] + p.saturation * (lin - y[..., None])
-    yy, xx = np.mgrid[0:h, 0:w]
+    lin = to_linear(frame)  # exact sRGB decode of 8-bit codes (table)
+    lin = lin * (p.gain * p.wb).astype(np.float32)
+    y = lin @ LUMA.astype(np.float32)
+    lin = y[..., None] + np.float32(p.saturation) * (lin - y[..., None])
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = 2.0 * (np.cos(p.theta) * (xx / w - 0.5) + np.sin(p.theta) * (yy / h - 0.5))
-    lin = lin * (1.0 + p.beta * r)[..., None]
-    enc = linear_to_srgb(np.clip(lin, 0.0, 1.0).astype(np.float32)).astype(np.float64)
-    return 255.0 * np.power(np.clip(enc, 0.0, 1.0), p.gamma)
+    lin = lin * (1.0 + np.float32(p.beta) * r)[..., None]
+    enc = linear_to_srgb(np.clip(lin, 0.0, 1.0))
+    return 255.0 * np.power(np.clip(enc, 0.0, 1.0), np.float32(p.gamma))
 
 
 def composite_codes(frame: np.ndarray, perturbed: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """C = A * P(I) + (1 - A) * I, in code values (float64)."""
-    a = alpha[..., None].astype(np.float64)
-    return a * perturbed + (1.0 - a) * frame.astype(np.float64)
+    """C = A * P(I) + (1 - A) * I, in code values (float32)."""
+    a = alpha[..., None].astype(np.float32)
+    return a * perturbed + (1.0 - a) * frame.astype(np.float32)
 
 
 def clean_plate(frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:

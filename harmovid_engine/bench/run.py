@@ -7,6 +7,7 @@ sheets. Methods: ``composite``, ``reinhard``, ``ema``, and each engine as ``ENGI
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import tempfile
@@ -18,7 +19,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..colour import linear_to_srgb, srgb_to_linear
+from ..colour import from_linear, srgb_to_linear
 from ..composite import place_talent, unpremultiply
 from ..errors import HarmoVidError
 from ..project import Placement
@@ -27,7 +28,7 @@ from .metrics import WarpReference, flicker, mse, psnr_from_mse, ssim_luma
 from .protocols import clean_plate, composite_codes, draw_jitter, draw_static, load_clip, perturb
 
 PROTOCOLS = ("lut_static", "lut_jitter", "relight", "speed")
-RELIGHT_MAX_SIDE = 960  # relight metrics are computed with the plate scaled to at most this long side
+RELIGHT_MAX_SIDE = 640  # relight flicker/tl_ratio are computed with the plate scaled to at most this long side
 
 
 def find_data(data_dir: Path) -> tuple[list[str], list[Path]]:
@@ -49,8 +50,8 @@ def methods_for(engines: list[str]) -> list[str]:
 
 
 def to_codes(lin: np.ndarray) -> np.ndarray:
-    """float32 linear -> float64 code values 0..255, rounded as a written 8-bit frame would be."""
-    return np.round(linear_to_srgb(lin).astype(np.float64) * 255.0)
+    """float32 linear -> code values 0..255 (float32), rounded exactly as the 8-bit writers round."""
+    return from_linear(lin, np.uint8).astype(np.float32)
 
 
 def _composite_lin(h, a, b):
@@ -58,17 +59,19 @@ def _composite_lin(h, a, b):
 
 
 # -- lut protocols -------------------------------------------------------------------------------------------------
-def run_lut(data_dir: Path, clips: list[str], frames: int, methods: list[str], jitter: bool,
-            log: Callable[[str], None]) -> dict:
-    per_case: dict[str, list[dict]] = {m: [] for m in methods}
-    for name in clips:
-        clip = load_clip(data_dir, name, frames)
-        T = len(clip.frames)
-        plates = [clean_plate(clip.frames[t], clip.alpha[t]) for t in range(T)]
-        plates_lin = [srgb_to_linear(p.astype(np.float32) / 255.0) for p in plates]
-        fg = [a > 0.5 for a in clip.alpha]
-        warp_ref = WarpReference(list(clip.frames), fg) if jitter else None
-        e_ref = warp_ref.error(list(clip.frames)) if jitter else None
+def _lut_clip(data_dir: Path, name: str, frames: int, methods: list[str], which: tuple[str, ...]) -> dict:
+    """Rows {protocol: {method: [row per k]}} for one clip; the clip is loaded and inpainted once for both."""
+    per_case = {p: {m: [] for m in methods} for p in which}
+    clip = load_clip(data_dir, name, frames)
+    T = len(clip.frames)
+    plates = [clean_plate(clip.frames[t], clip.alpha[t]) for t in range(T)]
+    plates_lin = [srgb_to_linear(p.astype(np.float32) / 255.0) for p in plates]
+    fg = [a > 0.5 for a in clip.alpha]
+    refs = [f.astype(np.float32) for f in clip.frames]
+    warp_ref = WarpReference(refs, fg) if "lut_jitter" in which else None
+    e_ref = warp_ref.error(refs) if warp_ref else None
+    for proto in which:
+        jitter = proto == "lut_jitter"
         for k in range(3):
             pert = draw_jitter(name, k, T) if jitter else [draw_static(name, k)] * T
             talents = [srgb_to_linear((composite_codes(clip.frames[t], perturb(clip.frames[t], pert[t]),
@@ -77,22 +80,60 @@ def run_lut(data_dir: Path, clips: list[str], frames: int, methods: list[str], j
                 t0 = time.perf_counter()
                 harmonized = run_method(m, talents, list(clip.alpha), plates_lin, clip.fps)
                 outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, clip.alpha, plates_lin)]
-                f_mse = [mse(o, i) for o, i in zip(outs, clip.frames)]
-                f_fmse = [mse(o, i, m_) for o, i, m_ in zip(outs, clip.frames, fg)]
+                f_mse = [mse(o, i) for o, i in zip(outs, refs)]
+                f_fmse = [mse(o, i, m_) for o, i, m_ in zip(outs, refs, fg)]
                 row = {
                     "clip": name, "k": k,
                     "mse": float(np.mean(f_mse)), "fmse": float(np.mean(f_fmse)),
                     "psnr": float(np.mean([psnr_from_mse(v) for v in f_mse])),
                     "fpsnr": float(np.mean([psnr_from_mse(v) for v in f_fmse])),
-                    "ssim": float(np.mean([ssim_luma(o, i) for o, i in zip(outs, clip.frames)])),
+                    "ssim": float(np.mean([ssim_luma(o, i) for o, i in zip(outs, refs)])),
                     "seconds": time.perf_counter() - t0,
                 }
                 if jitter:
-                    row["flicker"] = flicker(outs, list(clip.frames), fg)
+                    row["flicker"] = flicker(outs, refs, fg)
                     row["tl_ratio"] = warp_ref.error(outs) / max(e_ref, 1e-9)
-                per_case[m].append(row)
-        log(f"{'lut_jitter' if jitter else 'lut_static'}: {name} done")
-    return summarise(per_case, with_worse=True)
+                per_case[proto][m].append(row)
+    return per_case
+
+
+def _pool(workers: int):
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                  initializer=_worker_init)
+
+
+def _worker_init():
+    cv2.setNumThreads(1)
+
+
+def run_lut(data_dir: Path, clips: list[str], frames: int, methods: list[str], which: tuple[str, ...],
+            log: Callable[[str], None], workers: int = 1) -> dict:
+    """lut_static and/or lut_jitter over all clips (clips in parallel over ``workers`` processes)."""
+    per_case = {p: {m: [] for m in methods} for p in which}
+
+    def merge(res, name):
+        for p in which:
+            for m in methods:
+                per_case[p][m].extend(res[p][m])
+        log(f"{'/'.join(which)}: {name} done")
+
+    if workers > 1:
+        with _pool(workers) as pool:
+            futs = {pool.submit(_lut_clip, data_dir, c, frames, methods, which): c for c in clips}
+            import concurrent.futures as cf
+
+            for f in cf.as_completed(futs):
+                merge(f.result(), futs[f])
+    else:
+        for c in clips:
+            merge(_lut_clip(data_dir, c, frames, methods, which), c)
+    for p in which:  # stable order whatever finished first
+        for m in methods:
+            per_case[p][m].sort(key=lambda r: (r["clip"], r["k"]))
+    return {p: summarise(per_case[p], with_worse=True) for p in which}
 
 
 def summarise(per_case: dict[str, list[dict]], with_worse: bool) -> dict:
@@ -138,51 +179,74 @@ def _load_plate_frames(path: Path, n: int, fps: float, max_side: int) -> list[np
     return frames
 
 
+def _relight_plate(data_dir: Path, clips: list[str], plate_path: Path, frames: int, methods: list[str],
+                   engines: list[str], sheets: Path) -> dict:
+    per_case = {m: [] for m in methods}
+    rows_img = []
+    for name in clips:
+        clip = load_clip(data_dir, name, frames)
+        T = len(clip.frames)
+        plate_frames = _load_plate_frames(plate_path, T, clip.fps, RELIGHT_MAX_SIDE)
+        ph, pw = plate_frames[0].shape[:2]
+        th, tw = clip.frames.shape[1:3]
+        x, y, s = Placement.default((tw, th), (pw, ph)).at(0)
+        talents, alphas = [], []
+        for t in range(T):
+            lin = srgb_to_linear(clip.frames[t].astype(np.float32) / 255.0)
+            pre, a = place_talent(lin, clip.alpha[t], x, y, s, (pw, ph))
+            talents.append(unpremultiply(pre, a))
+            alphas.append(a)
+        refs = [to_codes(_composite_lin(t_, a, b)) for t_, a, b in zip(talents, alphas, plate_frames)]
+        fg = [a > 0.5 for a in alphas]
+        warp_ref = WarpReference(refs, fg)
+        e_ref = warp_ref.error(refs)
+        outs_by_method = {}
+        for m in methods:
+            harmonized = run_method(m, talents, alphas, plate_frames, clip.fps)
+            outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, alphas, plate_frames)]
+            outs_by_method[m] = outs
+            per_case[m].append({"clip": name, "plate": plate_path.stem, "flicker": flicker(outs, refs, fg),
+                                "tl_ratio": warp_ref.error(outs) / max(e_ref, 1e-9)})
+        best = f"{engines[0]}+deflicker" if engines else methods[-1]
+        row = []
+        for t in (0, T // 2, T - 1):
+            for img in (outs_by_method["composite"][t], outs_by_method[best][t]):
+                im = cv2.resize(img.astype(np.uint8), (max(1, round(img.shape[1] * 200 / img.shape[0])), 200),
+                                interpolation=cv2.INTER_AREA)
+                row.append(im)
+        rows_img.append(np.concatenate(row, 1))
+    width = max(r.shape[1] for r in rows_img)
+    sheet = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows_img], 0)
+    cv2.imwrite(str(sheets / f"{plate_path.stem}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    return per_case
+
+
 def run_relight(data_dir: Path, clips: list[str], plates: list[Path], frames: int, methods: list[str],
-                engines: list[str], out_dir: Path, log: Callable[[str], None]) -> dict:
+                engines: list[str], out_dir: Path, log: Callable[[str], None], workers: int = 1) -> dict:
+    """Every clip over every plate: flicker and tl_ratio against the plain composite, contact sheets, render fps.
+    Contact sheet rows: one per clip; columns: first, middle, last frame, each composite then harmonized."""
     per_case: dict[str, list[dict]] = {m: [] for m in methods}
     sheets = out_dir / "contact_sheets"
     sheets.mkdir(parents=True, exist_ok=True)
-    for plate_path in plates:
-        rows_img = []
-        for name in clips:
-            clip = load_clip(data_dir, name, frames)
-            T = len(clip.frames)
-            plate_frames = _load_plate_frames(plate_path, T, clip.fps, RELIGHT_MAX_SIDE)
-            ph, pw = plate_frames[0].shape[:2]
-            th, tw = clip.frames.shape[1:3]
-            x, y, s = Placement.default((tw, th), (pw, ph)).at(0)
-            talents, alphas = [], []
-            for t in range(T):
-                lin = srgb_to_linear(clip.frames[t].astype(np.float32) / 255.0)
-                pre, a = place_talent(lin, clip.alpha[t], x, y, s, (pw, ph))
-                talents.append(unpremultiply(pre, a))
-                alphas.append(a)
-            refs = [to_codes(_composite_lin(t_, a, b)) for t_, a, b in zip(talents, alphas, plate_frames)]
-            fg = [a > 0.5 for a in alphas]
-            warp_ref = WarpReference(refs, fg)
-            e_ref = warp_ref.error(refs)
-            outs_by_method = {}
-            for m in methods:
-                harmonized = run_method(m, talents, alphas, plate_frames, clip.fps)
-                outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, alphas, plate_frames)]
-                outs_by_method[m] = outs
-                per_case[m].append({"clip": name, "plate": plate_path.stem, "flicker": flicker(outs, refs, fg),
-                                    "tl_ratio": warp_ref.error(outs) / max(e_ref, 1e-9)})
-            best = f"{engines[0]}+deflicker" if engines else methods[-1]
-            idx = [0, T // 2, T - 1]
-            row = []
-            for t in idx:
-                for img in (outs_by_method["composite"][t], outs_by_method[best][t]):
-                    th_ = 200
-                    im = cv2.resize(img.astype(np.uint8), (max(1, round(img.shape[1] * th_ / img.shape[0])), th_),
-                                    interpolation=cv2.INTER_AREA)
-                    row.append(im)
-            rows_img.append(np.concatenate(row, 1))
-        width = max(r.shape[1] for r in rows_img)
-        sheet = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows_img], 0)
-        cv2.imwrite(str(sheets / f"{plate_path.stem}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-        log(f"relight: {plate_path.stem} done")
+
+    def merge(res, plate):
+        for m in methods:
+            per_case[m].extend(res[m])
+        log(f"relight: {plate.stem} done")
+
+    if workers > 1:
+        import concurrent.futures as cf
+
+        with _pool(workers) as pool:
+            futs = {pool.submit(_relight_plate, data_dir, clips, p, frames, methods, engines, sheets): p
+                    for p in plates}
+            for f in cf.as_completed(futs):
+                merge(f.result(), futs[f])
+    else:
+        for p in plates:
+            merge(_relight_plate(data_dir, clips, p, frames, methods, engines, sheets), p)
+    for m in methods:
+        per_case[m].sort(key=lambda r: (r["plate"], r["clip"]))
     res = summarise(per_case, with_worse=False)
     for m, v in measure_render_fps(data_dir, clips, plates, frames, engines, log).items():
         res.setdefault(m, {}).update(v)
@@ -273,7 +337,7 @@ COLUMNS = {
 
 def write_report(results: dict, out_dir: Path, command: str, frames: int, elapsed: float) -> None:
     lines = ["# HarmoVid benchmark", "", f"- command: `{command}`",
-             f"- machine: {platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+             f"- machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
              f"- frames per clip: {frames}; wall time {elapsed / 60:.1f} min", ""]
     for proto, table in results.items():
         cols = COLUMNS.get(proto, [])
@@ -315,7 +379,8 @@ def plot(results: dict, out_dir: Path) -> None:
 
 
 def run_bench(data_dir, out_dir, frames: int = 60, engines: list[str] | None = None,
-              protocols: list[str] | None = None, log: Callable[[str], None] = print, command: str = "") -> dict:
+              protocols: list[str] | None = None, log: Callable[[str], None] = print, command: str = "",
+              workers: int | None = None) -> dict:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     engines = engines or ["analytic"]
@@ -330,15 +395,15 @@ def run_bench(data_dir, out_dir, frames: int = 60, engines: list[str] | None = N
         if e not in ENGINES:
             raise HarmoVidError(f"unknown engine '{e}' (available: {', '.join(sorted(ENGINES))})")
     clips, plates = find_data(data_dir)
+    workers = workers or min(4, os.cpu_count() or 1)
     methods = methods_for(engines)
     t0 = time.perf_counter()
     results = {}
-    if "lut_static" in protocols:
-        results["lut_static"] = run_lut(data_dir, clips, frames, methods, False, log)
-    if "lut_jitter" in protocols:
-        results["lut_jitter"] = run_lut(data_dir, clips, frames, methods, True, log)
+    luts = tuple(p for p in ("lut_static", "lut_jitter") if p in protocols)
+    if luts:
+        results.update(run_lut(data_dir, clips, frames, methods, luts, log, workers))
     if "relight" in protocols:
-        results["relight"] = run_relight(data_dir, clips, plates, frames, methods, engines, out_dir, log)
+        results["relight"] = run_relight(data_dir, clips, plates, frames, methods, engines, out_dir, log, workers)
     if "speed" in protocols:
         results["speed"] = run_speed(data_dir, clips, plates, engines, log)
     elapsed = time.perf_counter() - t0
