@@ -69,7 +69,7 @@ def resolve_range(project: Project, n: int, start: int | None, end: int | None) 
 def render(project: Project, output: str | Path, fmt: str | None = None, layer: str | None = None,
            start: int | None = None, end: int | None = None, cancel: CancelToken | None = None,
            engine: str | None = None, audio: bool = True, yield_frames: bool = False,
-           compositor: Compositor | None = None) -> Iterator[RenderProgress]:
+           compositor: Compositor | None = None, scale: float = 1.0) -> Iterator[RenderProgress]:
     """Render frames [start, end] (inclusive; default the project's in/out or the whole clip) to ``output``."""
     fmt = fmt or project.render.format
     layer = layer or project.render.layer
@@ -81,7 +81,7 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
         raise HarmoVidError("H.264 has no alpha channel: render the talent layer as prores4444 or png")
     cancel = cancel or CancelToken()
     own = compositor is None
-    comp = compositor or Compositor(project, engine=engine)
+    comp = compositor or Compositor(project, engine=engine, scale=scale)
     if own:
         comp.streaming()  # an export reads forward once: keep only the temporal window in memory
     writer = None

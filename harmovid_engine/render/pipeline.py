@@ -60,14 +60,25 @@ class _LRU(OrderedDict):
 class Compositor:
     """Opens a project's media and computes frames. Not thread-safe: one per thread."""
 
-    def __init__(self, project: Project, engine: str | None = None, engine_settings: dict | None = None):
+    def __init__(self, project: Project, engine: str | None = None, engine_settings: dict | None = None,
+                 scale: float = 1.0):
+        """``scale`` renders at a fraction of the plate's size (proxy previews, smaller exports)."""
         project.check_media()
-        self.project = project
-        self.settings = project.render
         self.talent_src = open_source(project.talent_path)
         if self.talent_src.is_still:
             raise HarmoVidError("the talent is a still image; talent must be a clip or image sequence")
         self.plate_src = open_source(project.plate_path)
+        if not 0.05 <= scale <= 1.0:
+            raise HarmoVidError(f"render scale must be between 0.05 and 1, not {scale}")
+        self.scale = float(scale)
+        self._plate_lin = _LRU(4)
+        self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, summed
+        self.configure(project, engine, engine_settings)
+
+    def configure(self, project: Project, engine: str | None = None, engine_settings: dict | None = None) -> None:
+        """Take new settings (matte, placement, engine, render) of the same talent and plate; caches are reset."""
+        self.project = project
+        self.settings = project.render
         self.matte = MatteStage(self.talent_src, project.matte, MatteStore(project.mattes_dir))
         name = engine or project.render.engine
         if engine_settings is None:
@@ -79,8 +90,11 @@ class Compositor:
         self._params = _LRU(cap)
         self._samples = _LRU(cap)
         self._deltas = _LRU(cap)
-        self._plate_lin = _LRU(4)
-        self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, summed
+
+    def placement(self, i: int) -> tuple[float, float, float]:
+        """(x, y, scale) of the talent on the output canvas at frame i."""
+        x, y, s = self.project.placement.at(i)
+        return x * self.scale, y * self.scale, s * self.scale
 
     # -- facts --------------------------------------------------------------------------------------------------
     @property
@@ -93,8 +107,11 @@ class Compositor:
 
     @property
     def size(self) -> tuple[int, int]:
-        """Output (width, height): the plate's."""
-        return self.plate_src.size
+        """Output (width, height): the plate's (times the render scale)."""
+        w, h = self.plate_src.size
+        if self.scale == 1.0:
+            return w, h
+        return max(1, round(w * self.scale)), max(1, round(h * self.scale))
 
     def plate_index(self, i: int) -> int:
         info = self.plate_src.info
@@ -112,6 +129,8 @@ class Compositor:
         if hit is None:
             t0 = time.perf_counter()
             hit, _ = self.plate_src.read_linear(k)
+            if self.scale != 1.0:
+                hit = cv2.resize(hit, self.size, interpolation=cv2.INTER_AREA)
             self._tick("plate", t0)
             self._plate_lin.put(k, hit)
         return hit
@@ -119,7 +138,7 @@ class Compositor:
     def talent_roi(self, i: int, margin: float = 0.0):
         """The talent's rectangle on the canvas at frame i, grown by ``margin`` x its height, clipped; None when the
         talent is off the canvas."""
-        x, y, s = self.project.placement.at(i)
+        x, y, s = self.placement(i)
         tw, th = self.talent_src.size
         w, h = self.size
         m = margin * th * s
@@ -141,7 +160,7 @@ class Compositor:
     def placed_talent(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Placed talent (as shot) at plate size: (premultiplied linear RGB, alpha)."""
         lin, alpha = self._talent(i)
-        x, y, s = self.project.placement.at(i)
+        x, y, s = self.placement(i)
         return place_talent(lin, alpha, x, y, s, self.size)
 
     def _estimate(self, i, talent=None):
@@ -149,14 +168,14 @@ class Compositor:
         if p is _MISSING:
             lin, alpha = talent or self._talent(i)
             t0 = time.perf_counter()
-            p = self.engine.estimate(lin, alpha, self.plate_linear(i), self.project.placement.at(i))
+            p = self.engine.estimate(lin, alpha, self.plate_linear(i), self.placement(i))
             self._tick("harmonize (estimate)", t0)
             self._params.put(i, p)
         return p
 
     def _plate_under_talent(self, i: int, size: tuple[int, int]) -> np.ndarray:
         """The plate seen from the talent's pixels (inverse placement), at ``size`` = (w, h) of the talent."""
-        x, y, s = self.project.placement.at(i)
+        x, y, s = self.placement(i)
         tw, th = self.talent_src.size
         w, h = size
         f = w / tw  # talent pixels per output pixel of this map
@@ -228,7 +247,7 @@ class Compositor:
             under = self._plate_under_talent(i, (w, h))
             harmonized = light_wrap(harmonized, alpha, under, st.light_wrap_strength)
             t0 = self._tick("light wrap", t0)
-        x, y, s = self.project.placement.at(i)
+        x, y, s = self.placement(i)
         x0, y0, x1, y1 = roi
         premult, a = place_talent(harmonized, alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0))
         t0 = self._tick("place", t0)
@@ -281,7 +300,7 @@ class Compositor:
 
         res = self._composite_window(i)
         plate_codes = self.plate_src.read(self.plate_index(i))[..., :3]
-        if plate_codes.dtype != np.uint8 or self.plate_src.info.linear:
+        if plate_codes.dtype != np.uint8 or self.plate_src.info.linear or self.scale != 1.0:
             return from_linear(self.layers(i).composite, np.uint8)
         out = plate_codes.copy()
         if res is not None:

@@ -1,0 +1,718 @@
+"""The Studio's main window: menus, viewer, timeline, inspector, flicker scope, export, undo, autosave, recovery."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PySide6.QtCore import QRectF, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QFormLayout, QLabel,
+                               QMainWindow, QMessageBox, QSpinBox, QVBoxLayout, QWidget)
+
+from harmovid_engine import __version__
+from harmovid_engine.errors import HarmoVidError
+from harmovid_engine.media import probe
+from harmovid_engine.media.probe import IMAGE_EXTS, VIDEO_EXTS
+from harmovid_engine.project import Project, create_project
+
+from .commands import SetPlacement, SetSetting, get_setting
+from .export_dialog import ExportDialog
+from .inspector import Inspector
+from .scope import FlickerScope
+from .timeline import Timeline
+from .viewer import VIEW_MODES, Viewer
+from .workers import PreviewWorker, ScopeWorker
+
+AUTOSAVE_MS = 30_000
+SHORTCUTS = [
+    ("Space", "play / pause"), ("J / K / L", "play backward / stop / play forward (repeat to go faster)"),
+    ("Left / Right", "previous / next frame"), ("Home / End", "first / last frame"), ("I / O", "set in / out point"),
+    ("1-6", "view modes"), ("F", "fit to window"), ("Ctrl+0", "100%"), ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
+    ("Ctrl+S", "save"), ("Ctrl+E", "export"),
+]
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings | None = None):
+        super().__init__()
+        self.setWindowTitle("HarmoVid Studio")
+        self.resize(1400, 880)
+        self.setAcceptDrops(True)
+        self.qsettings = settings or QSettings("HarmoVid", "HarmoVid Studio")
+        self.project: Project | None = None
+        self.frame = 0
+        self.frame_count = 1
+        self.fps = 25.0
+        self.talent_size = (1, 1)
+        self.undo = QUndoStack(self)
+        self.undo.cleanChanged.connect(lambda _: self._update_title())
+        self._rid = 0
+        self._play_dir = 0
+        self._play_speed = 1
+        self._drag_origin = None
+        self.scope_worker: ScopeWorker | None = None
+        self.export_dialog: ExportDialog | None = None
+
+        self.viewer = Viewer()
+        self.timeline = Timeline()
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.viewer, 1)
+        lay.addWidget(self.timeline)
+        self.setCentralWidget(central)
+        self.inspector = Inspector()
+        self.scope = FlickerScope()
+        self._dock("Inspector", self.inspector, Qt.RightDockWidgetArea)
+        self._dock("Flicker scope", self.scope, Qt.BottomDockWidgetArea).setMinimumHeight(170)
+
+        self.worker = PreviewWorker(self)
+        self.worker.ready.connect(self._on_preview)
+        self.worker.failed.connect(self._on_preview_failed)
+        self.worker.cached.connect(self._on_cached)
+        self.worker.busy.connect(self._on_busy)
+        self.worker.start()
+
+        self.timeline.frameRequested.connect(self.seek)
+        self.scope.frameRequested.connect(self.seek)
+        self.inspector.edited.connect(self.edit_setting)
+        self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z:.0f}%"))
+        self.viewer.placementDragged.connect(self._placement_drag)
+        self.viewer.placementDropped.connect(self._placement_drop)
+
+        self.frame_label, self.tc_label, self.zoom_label, self.engine_label = (QLabel() for _ in range(4))
+        for w in (self.frame_label, self.tc_label, self.zoom_label, self.engine_label):
+            self.statusBar().addPermanentWidget(w)
+        self._build_menus()
+
+        self.play_timer = QTimer(self)
+        self.play_timer.timeout.connect(self._play_step)
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start(int(self.qsettings.value("autosave_ms", AUTOSAVE_MS)))
+        self.scope_timer = QTimer(self)
+        self.scope_timer.setSingleShot(True)
+        self.scope_timer.timeout.connect(self._restart_scope)
+        QApplication.instance().applicationStateChanged.connect(self._app_state)
+        geo = self.qsettings.value("geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        state = self.qsettings.value("windowState")
+        if state is not None:
+            self.restoreState(state)
+        self._update_status()
+
+    # -- construction -------------------------------------------------------------------------------------------
+    def _dock(self, title, widget, area):
+        d = QDockWidget(title, self)
+        d.setObjectName(title)
+        d.setWidget(widget)
+        self.addDockWidget(area, d)
+        return d
+
+    def _action(self, menu, text, slot, shortcut=None, name=None):
+        a = QAction(text, self)
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+        a.triggered.connect(slot)
+        if name:
+            a.setObjectName(name)
+        menu.addAction(a)
+        return a
+
+    def _build_menus(self):
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self._action(f, "&New Project...", self.new_project, QKeySequence.New)
+        self._action(f, "&Open Project...", self.open_dialog, QKeySequence.Open)
+        self.recent_menu = f.addMenu("Open &Recent")
+        self._refresh_recent()
+        self._action(f, "Open &Demo Project", self.open_demo)
+        f.addSeparator()
+        self._action(f, "&Save", self.save, QKeySequence.Save, "save")
+        self._action(f, "Save &As...", self.save_as, QKeySequence.SaveAs)
+        f.addSeparator()
+        self._action(f, "Import &Talent...", lambda: self.import_media("talent"))
+        self._action(f, "Import &Plate...", lambda: self.import_media("plate"))
+        self._action(f, "&Export...", self.export, "Ctrl+E", "export")
+        f.addSeparator()
+        self._action(f, "&Quit", self.close, QKeySequence.Quit)
+
+        e = mb.addMenu("&Edit")
+        undo = self.undo.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence.Undo)
+        redo = self.undo.createRedoAction(self, "&Redo")
+        redo.setShortcut(QKeySequence("Ctrl+Shift+Z"))
+        e.addAction(undo)
+        e.addAction(redo)
+        e.addSeparator()
+        self._action(e, "Set &In Point", self.set_in, "I")
+        self._action(e, "Set &Out Point", self.set_out, "O")
+        self._action(e, "&Clear In/Out", self.clear_in_out)
+        e.addSeparator()
+        self._action(e, "&Preferences...", self.preferences)
+
+        v = mb.addMenu("&View")
+        group = QActionGroup(self)
+        self.mode_actions = {}
+        for n, (mode, label) in enumerate(VIEW_MODES.items(), start=1):
+            a = self._action(v, label, lambda checked=False, m=mode: self.set_view_mode(m), str(n))
+            a.setCheckable(True)
+            a.setChecked(mode == "composite")
+            group.addAction(a)
+            self.mode_actions[mode] = a
+        v.addSeparator()
+        self._action(v, "&Fit to Window", lambda: self.viewer.set_zoom(None), "F")
+        self._action(v, "&100%", lambda: self.viewer.set_zoom(1.0), "Ctrl+0")
+        self._action(v, "Zoom &In", lambda: self.viewer.set_zoom(self.viewer.current_scale() * 1.25), "Ctrl+=")
+        self._action(v, "Zoom &Out", lambda: self.viewer.set_zoom(self.viewer.current_scale() / 1.25), "Ctrl+-")
+        v.addSeparator()
+        for d in self.findChildren(QDockWidget):
+            v.addAction(d.toggleViewAction())
+
+        t = mb.addMenu("&Transport")
+        self._action(t, "Play / Pause", self.toggle_play, "Space")
+        self._action(t, "Play Backward", lambda: self.shuttle(-1), "J")
+        self._action(t, "Stop", self.stop, "K")
+        self._action(t, "Play Forward", lambda: self.shuttle(1), "L")
+        self._action(t, "Previous Frame", lambda: self.step(-1), "Left")
+        self._action(t, "Next Frame", lambda: self.step(1), "Right")
+        self._action(t, "First Frame", lambda: self.seek(0), "Home")
+        self._action(t, "Last Frame", lambda: self.seek(self.frame_count - 1), "End")
+
+        h = mb.addMenu("&Help")
+        self._action(h, "&Keyboard Shortcuts", self.show_shortcuts, "F1")
+        self._action(h, "&About HarmoVid Studio", self.about)
+
+    # -- messages (one place, so tests can answer them) -----------------------------------------------------------
+    def ask(self, title: str, text: str, buttons, default):
+        return QMessageBox.question(self, title, text, buttons, default)
+
+    def show_error(self, title: str, message: str) -> None:
+        self.statusBar().showMessage(f"{title}: {message}", 10000)
+        QMessageBox.warning(self, title, message)
+
+    # -- project lifecycle --------------------------------------------------------------------------------------
+    def open_project(self, folder) -> bool:
+        if not self.maybe_save():
+            return False
+        try:
+            proj = Project.open(folder)
+            if proj.has_recovery():
+                answer = self.ask("Recover unsaved changes?",
+                                  f"HarmoVid did not close normally while editing '{proj.name}'. Recover the "
+                                  "changes it autosaved?", QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
+                if answer == QMessageBox.Yes:
+                    proj = proj.recover()
+                else:
+                    proj.discard_recovery()
+            proj.check_media()
+            info = probe(proj.talent_path)
+        except HarmoVidError as exc:
+            self.show_error("Cannot open project", str(exc))
+            return False
+        recovered = proj.autosave_file.exists()
+        self.project = proj
+        self.undo.clear()
+        if recovered:
+            self.undo.resetClean()
+            self.undo.push(_Marker(self))  # recovered changes count as unsaved
+        self.talent_size = (info.width, info.height)
+        self.frame_count, self.fps = info.frame_count, float(info.fps)
+        self.frame = min(self.frame, self.frame_count - 1)
+        self.timeline.set_clip(self.frame_count, self.fps)
+        self.scope.reset(self.frame_count)
+        self._sync_timeline()
+        self.inspector.refresh(proj)
+        self.viewer.set_zoom(None)
+        self._add_recent(str(proj.folder))
+        self._update_title()
+        self._update_status()
+        self.request_preview()
+        self.scope_timer.start(300)
+        return True
+
+    def open_dialog(self):
+        folder = QFileDialog.getExistingDirectory(self, "Open project folder")
+        if folder:
+            self.open_project(folder)
+
+    def open_demo(self):
+        from harmovid_engine.resources import copy_demo
+
+        try:
+            self.open_project(copy_demo())
+        except HarmoVidError as exc:
+            self.show_error("Cannot open the demo", str(exc))
+
+    def new_project(self):
+        if not self.maybe_save():
+            return
+        talent, _ = QFileDialog.getOpenFileName(self, "Talent clip", "", "Video (*.mp4 *.mov *.mkv *.webm *.avi)")
+        if not talent:
+            return
+        plate, _ = QFileDialog.getOpenFileName(self, "Plate", "", "Media (*.jpg *.jpeg *.png *.tif *.mp4 *.mov)")
+        if not plate:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the new project (an empty folder)")
+        if not folder:
+            return
+        self.create_and_open(folder, talent, plate)
+
+    def create_and_open(self, folder, talent, plate, matte=None, key=None) -> bool:
+        try:
+            if key is None and matte is None:
+                key = self._guess_key(talent)
+            proj = create_project(folder, talent, plate, matte=matte, key=key)
+        except HarmoVidError as exc:
+            self.show_error("Cannot create the project", str(exc))
+            return False
+        return self.open_project(proj.folder)
+
+    @staticmethod
+    def _guess_key(talent) -> str | None:
+        """Key automatically when the talent has a green or blue screen around it."""
+        from harmovid_engine.matte import pick_key_colour
+        from harmovid_engine.matte.provider import codes_to_unit
+        from harmovid_engine.media import open_source
+
+        try:
+            with open_source(talent) as src:
+                pick_key_colour(codes_to_unit(src.read(0)))
+            return "auto"
+        except HarmoVidError:
+            return None
+
+    def save(self) -> bool:
+        if self.project is None:
+            return False
+        try:
+            self.project.save()
+        except (OSError, HarmoVidError) as exc:
+            self.show_error("Cannot save", str(exc))
+            return False
+        self.undo.setClean()
+        self.statusBar().showMessage(f"Saved {self.project.folder}", 4000)
+        return True
+
+    def save_as(self):
+        if self.project is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Save project into folder")
+        if folder:
+            self.save_to(folder)
+
+    def save_to(self, folder) -> bool:
+        """Save a copy of the project (with its mattes) in another folder and continue there."""
+        dest = Path(folder).absolute()
+        if (dest / "project.json").exists() and dest != self.project.folder:
+            self.show_error("Cannot save", f"'{dest}' already holds a project")
+            return False
+        talent, plate = self.project.talent_path, self.project.plate_path
+        dest.mkdir(parents=True, exist_ok=True)
+        if self.project.mattes_dir.exists():
+            shutil.copytree(self.project.mattes_dir, dest / "mattes", dirs_exist_ok=True)
+        self.project.folder = dest
+        self.project.name = dest.name
+        self.project.talent, self.project.plate = self.project.make_ref(talent), self.project.make_ref(plate)
+        ok = self.save()
+        self._add_recent(str(dest))
+        self._update_title()
+        return ok
+
+    def maybe_save(self) -> bool:
+        """True when it is fine to drop the current project (saved, discarded, or none)."""
+        if self.project is None or self.undo.isClean():
+            return True
+        answer = self.ask("Unsaved changes", f"Save the changes to '{self.project.name}'?",
+                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+        if answer == QMessageBox.Save:
+            return self.save()
+        if answer == QMessageBox.Discard:
+            self.project.discard_recovery()
+            return True
+        return False
+
+    def autosave(self):
+        if self.project is not None and not self.undo.isClean():
+            try:
+                self.project.autosave()
+            except OSError as exc:
+                self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
+
+    def _app_state(self, state):
+        if state != Qt.ApplicationActive:
+            self.autosave()
+
+    def import_media(self, role: str):
+        if self.project is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, f"Import {role}")
+        if path:
+            self.replace_media(role, path)
+
+    def replace_media(self, role: str, path) -> bool:
+        try:
+            info = probe(path)
+            if role == "talent" and info.kind == "still":
+                raise HarmoVidError("the talent must be a clip or image sequence, not a still")
+            stored = self.project.matte.source == "stored"
+            if role == "talent" and stored and (info.width, info.height) != self.talent_size:
+                raise HarmoVidError(f"the new talent is {info.width}x{info.height} but the project's mattes are "
+                                    f"{self.talent_size[0]}x{self.talent_size[1]}")
+        except HarmoVidError as exc:
+            self.show_error(f"Cannot import the {role}", str(exc))
+            return False
+        self.undo.push(_ReplaceMedia(self, role, getattr(self.project, role), self.project.make_ref(path)))
+        return True
+
+    # -- edits --------------------------------------------------------------------------------------------------
+    def edit_setting(self, key: str, value) -> None:
+        if self.project is None:
+            return
+        self.project._current_frame = self.frame  # placement edits apply to the key at the playhead
+        old = get_setting(self.project, key)
+        if old == value:
+            return
+        self.undo.push(SetSetting(self, key, old, value))
+
+    def project_changed(self, what: str = "") -> None:
+        """Called by commands after they changed the project."""
+        self.inspector.refresh(self.project)
+        self.timeline.cached.clear()
+        self._sync_timeline()
+        self._update_status()
+        self.request_preview()
+        if not what.startswith("placement"):
+            self.scope_timer.start(400)
+
+    def _placement_drag(self, dx, dy, factor):
+        if self.project is None:
+            return
+        if self._drag_origin is None:
+            self._drag_origin = self.project.placement.at(self.frame)
+        x, y, s = self._drag_origin
+        if factor != 1.0:  # scale about the top-left corner
+            new = (x, y, max(0.01, s * factor))
+        else:
+            new = (x + dx, y + dy, s)
+        self.project.placement.set_key(self._placement_frame(), *new)
+        self._update_talent_rect()
+        self.request_preview()
+
+    def _placement_frame(self) -> int:
+        keys = self.project.placement.keys
+        return keys[0].frame if len(keys) == 1 else self.frame
+
+    def _placement_drop(self):
+        if self._drag_origin is None:
+            return
+        new = self.project.placement.at(self.frame)
+        old = self._drag_origin
+        self._drag_origin = None
+        frame = self._placement_frame()
+        self.project.placement.set_key(frame, *old)
+        self.undo.push(SetPlacement(self, frame, old, new))
+
+    def set_in(self):
+        self._set_point("in_point", self.frame)
+
+    def set_out(self):
+        self._set_point("out_point", self.frame)
+
+    def clear_in_out(self):
+        if self.project is not None:
+            self.undo.push(_InOut(self, (self.project.in_point, self.project.out_point), (None, None)))
+
+    def _set_point(self, name, frame):
+        if self.project is None:
+            return
+        old = (self.project.in_point, self.project.out_point)
+        new = (frame, old[1]) if name == "in_point" else (old[0], frame)
+        if new[0] is not None and new[1] is not None and new[0] > new[1]:
+            new = (frame, frame)
+        self.undo.push(_InOut(self, old, new))
+
+    # -- transport ----------------------------------------------------------------------------------------------
+    def seek(self, frame: int) -> None:
+        if self.project is None:
+            return
+        self.frame = max(0, min(self.frame_count - 1, int(frame)))
+        self.timeline.set_frame(self.frame)
+        self.scope.set_frame(self.frame)
+        self._update_status()
+        self.request_preview()
+
+    def step(self, d: int):
+        self.stop()
+        self.seek(self.frame + d)
+
+    def toggle_play(self):
+        if self._play_dir:
+            self.stop()
+        else:
+            self.shuttle(1)
+
+    def shuttle(self, direction: int):
+        if self.project is None:
+            return
+        if self._play_dir == direction:
+            self._play_speed = min(self._play_speed * 2, 8)
+        else:
+            self._play_dir, self._play_speed = direction, 1
+        self.play_timer.start(max(5, int(1000 / (self.fps * self._play_speed))))
+
+    def stop(self):
+        self._play_dir = 0
+        self._play_speed = 1
+        self.play_timer.stop()
+
+    def _play_step(self):
+        nxt = self.frame + self._play_dir
+        if not 0 <= nxt < self.frame_count:
+            self.stop()
+            return
+        self.seek(nxt)
+
+    # -- preview ------------------------------------------------------------------------------------------------
+    def request_preview(self) -> None:
+        if self.project is None:
+            return
+        self._rid += 1
+        self._update_talent_rect()
+        self.worker.request(self._rid, self.frame, self.project)
+
+    def _on_preview(self, rid, frame, pass_name, images):
+        if frame != self.frame:
+            return
+        if rid != self._rid and pass_name != "full":
+            return
+        self.viewer.set_images(images, pass_name)
+        self.last_pass = (rid, frame, pass_name)
+
+    def _on_preview_failed(self, rid, message):
+        if rid == self._rid:
+            self.show_error("Preview failed", message)
+
+    def _on_cached(self, frame):
+        self.timeline.cached.add(frame)
+        self.timeline.update()
+
+    def _on_busy(self, busy):
+        self.engine_label.setText(("rendering " if busy else "idle ") + f"[{self._engine_name()}]")
+
+    def _engine_name(self):
+        if self.project is None:
+            return "-"
+        r = self.project.render
+        return r.engine + ("+deflicker" if r.deflicker else "")
+
+    def _restart_scope(self):
+        if self.project is None:
+            return
+        if self.scope_worker is not None:
+            self.scope_worker.cancel()
+            self.scope_worker.wait()
+        self.scope.reset(self.frame_count)
+        self.scope_worker = ScopeWorker(self.project, self)
+        self.scope_worker.point.connect(self.scope.add_point)
+        self.scope_worker.start(QThread.LowPriority)
+
+    def set_view_mode(self, mode: str):
+        self.viewer.set_mode(mode)
+        self.mode_actions[mode].setChecked(True)
+
+    def _update_talent_rect(self):
+        if self.project is None:
+            return
+        x, y, s = self.project.placement.at(self.frame)
+        self.viewer.talent_rect = QRectF(x, y, self.talent_size[0] * s, self.talent_size[1] * s)
+        self.viewer.update()
+
+    # -- misc UI ------------------------------------------------------------------------------------------------
+    def _sync_timeline(self):
+        if self.project is None:
+            return
+        self.timeline.in_point, self.timeline.out_point = self.project.in_point, self.project.out_point
+        from harmovid_engine.matte import MatteStore
+
+        stored = MatteStore(self.project.mattes_dir).frames() if self.project.matte.source != "stored" else []
+        self.timeline.keyframes = set(stored)
+        self.timeline.update()
+
+    def _update_status(self):
+        f = self.frame
+        fps = max(self.fps, 1e-6)
+        secs = f / fps
+        ff = int(round(f - int(secs) * fps))
+        self.frame_label.setText(f"frame {f} / {max(self.frame_count - 1, 0)}")
+        self.tc_label.setText(f"{int(secs // 3600):02d}:{int(secs // 60) % 60:02d}:{int(secs) % 60:02d}:{ff:02d}")
+        self.zoom_label.setText(f"{self.viewer.current_scale() * 100:.0f}%")
+        self.engine_label.setText(f"idle [{self._engine_name()}]")
+
+    def _update_title(self):
+        name = self.project.name if self.project else "no project"
+        dirty = "" if self.undo.isClean() else " *"
+        self.setWindowTitle(f"{name}{dirty} - HarmoVid Studio")
+
+    def _add_recent(self, folder):
+        recent = [r for r in (self.qsettings.value("recent", []) or []) if r != folder]
+        self.qsettings.setValue("recent", ([folder] + recent)[:10])
+        self._refresh_recent()
+
+    def _refresh_recent(self):
+        self.recent_menu.clear()
+        for r in self.qsettings.value("recent", []) or []:
+            a = QAction(r, self)
+            a.triggered.connect(lambda checked=False, p=r: self.open_project(p))
+            self.recent_menu.addAction(a)
+        self.recent_menu.setEnabled(not self.recent_menu.isEmpty())
+
+    def export(self):
+        if self.project is None:
+            return
+        if self.export_dialog is None:
+            self.export_dialog = ExportDialog(self)
+        self.export_dialog.show()
+        self.export_dialog.raise_()
+
+    def preferences(self):
+        d = QDialog(self)
+        d.setWindowTitle("Preferences")
+        form = QFormLayout()
+        spin = QSpinBox()
+        spin.setRange(5, 600)
+        spin.setSuffix(" s")
+        spin.setValue(int(self.qsettings.value("autosave_ms", AUTOSAVE_MS)) // 1000)
+        form.addRow("Autosave every", spin)
+        box = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        box.accepted.connect(d.accept)
+        box.rejected.connect(d.reject)
+        lay = QVBoxLayout(d)
+        lay.addLayout(form)
+        lay.addWidget(box)
+        if d.exec() == QDialog.Accepted:
+            self.qsettings.setValue("autosave_ms", spin.value() * 1000)
+            self.autosave_timer.start(spin.value() * 1000)
+
+    def show_shortcuts(self):
+        text = "\n".join(f"{k:<24} {v}" for k, v in SHORTCUTS)
+        box = QMessageBox(self)
+        box.setWindowTitle("Keyboard shortcuts")
+        box.setText("<pre>" + text + "</pre>")
+        box.exec()
+
+    def about(self):
+        QMessageBox.about(self, "About HarmoVid Studio",
+                          f"<b>HarmoVid Studio {__version__}</b><p>Relightful video portrait harmonization: relight "
+                          "talent to match a plate, without flicker.</p>")
+
+    # -- drag and drop ------------------------------------------------------------------------------------------
+    def dragEnterEvent(self, e):
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e):
+        paths = [Path(u.toLocalFile()) for u in e.mimeData().urls() if u.isLocalFile()]
+        self.handle_dropped(paths)
+
+    def handle_dropped(self, paths: list[Path]) -> None:
+        for p in paths:
+            if (p / "project.json").exists() or p.name == "project.json":
+                self.open_project(p.parent if p.name == "project.json" else p)
+                return
+        if self.project is None:
+            self.statusBar().showMessage("Open or create a project first, then drop talent or plate media", 6000)
+            return
+        for p in paths:
+            ext = p.suffix.lower()
+            if ext in IMAGE_EXTS:
+                self.replace_media("plate", p)
+            elif ext in VIDEO_EXTS:
+                answer = self.ask("Use dropped clip as", f"Use '{p.name}' as the talent? (No: use it as the plate)",
+                                  QMessageBox.Yes | QMessageBox.No | QMessageBox.Cancel, QMessageBox.Yes)
+                if answer == QMessageBox.Yes:
+                    self.replace_media("talent", p)
+                elif answer == QMessageBox.No:
+                    self.replace_media("plate", p)
+            else:
+                self.show_error("Cannot use the dropped file", f"'{p.name}' is not a video or image HarmoVid reads")
+
+    # -- closing ------------------------------------------------------------------------------------------------
+    def closeEvent(self, e):
+        if not self.maybe_save():
+            e.ignore()
+            return
+        self.stop()
+        self.scope_timer.stop()
+        self.autosave_timer.stop()
+        if self.export_dialog is not None:
+            self.export_dialog.close()
+        if self.scope_worker is not None:
+            self.scope_worker.cancel()
+            self.scope_worker.wait()
+            self.scope_worker = None
+        self.worker.stop()
+        if self.project is not None:
+            self.project.discard_recovery()
+        self.qsettings.setValue("geometry", self.saveGeometry())
+        self.qsettings.setValue("windowState", self.saveState())
+        e.accept()
+
+
+from PySide6.QtCore import QThread  # noqa: E402
+from PySide6.QtGui import QUndoCommand  # noqa: E402
+
+
+class _Marker(QUndoCommand):
+    """Marks recovered-but-unsaved changes as dirty; undoing it changes nothing."""
+
+    def __init__(self, window):
+        super().__init__("Recovered changes")
+
+    def redo(self):
+        pass
+
+    def undo(self):
+        pass
+
+
+class _InOut(QUndoCommand):
+    def __init__(self, window, old, new):
+        super().__init__("Set in/out")
+        self.window, self.old, self.new = window, old, new
+
+    def _apply(self, v):
+        self.window.project.in_point, self.window.project.out_point = v
+        self.window.project_changed("in_out")
+
+    def redo(self):
+        self._apply(self.new)
+
+    def undo(self):
+        self._apply(self.old)
+
+
+class _ReplaceMedia(QUndoCommand):
+    def __init__(self, window, role, old, new):
+        super().__init__(f"Import {role}")
+        self.window, self.role, self.old, self.new = window, role, old, new
+
+    def _apply(self, ref):
+        setattr(self.window.project, self.role, ref)
+        if self.role == "talent":
+            info = probe(self.window.project.talent_path)
+            self.window.talent_size = (info.width, info.height)
+            self.window.frame_count, self.window.fps = info.frame_count, float(info.fps)
+            self.window.timeline.set_clip(info.frame_count, float(info.fps))
+            self.window.scope.reset(info.frame_count)
+            self.window.seek(min(self.window.frame, info.frame_count - 1))
+        self.window.project_changed(self.role)
+
+    def redo(self):
+        self._apply(self.new)
+
+    def undo(self):
+        self._apply(self.old)

@@ -1,0 +1,232 @@
+"""The viewer: zoom (wheel, fit, 100%), pan, view modes and a before/after wipe, placement handles."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import QWidget
+
+VIEW_MODES = {
+    "composite": "Composite",
+    "talent": "Harmonized talent",
+    "original": "Original composite",
+    "matte": "Matte",
+    "overlay": "Matte overlay",
+    "wipe": "Before / after wipe",
+}
+
+
+def to_qimage(arr: np.ndarray) -> QImage:
+    """uint8 (H, W), (H, W, 3) or (H, W, 4) -> QImage (a deep copy: the array may go away)."""
+    arr = np.ascontiguousarray(arr)
+    h, w = arr.shape[:2]
+    if arr.ndim == 2:
+        img = QImage(arr.data, w, h, w, QImage.Format_Grayscale8)
+    elif arr.shape[2] == 3:
+        img = QImage(arr.data, w, h, 3 * w, QImage.Format_RGB888)
+    else:
+        img = QImage(arr.data, w, h, 4 * w, QImage.Format_RGBA8888)
+    return img.copy()
+
+
+def checkerboard(size: int = 12) -> QPixmap:
+    pm = QPixmap(2 * size, 2 * size)
+    pm.fill(QColor(90, 90, 90))
+    p = QPainter(pm)
+    p.fillRect(0, 0, size, size, QColor(130, 130, 130))
+    p.fillRect(size, size, size, size, QColor(130, 130, 130))
+    p.end()
+    return pm
+
+
+class Viewer(QWidget):
+    """Shows the images of the current frame. Emits ``zoomChanged(percent)``, ``placementDragged(dx, dy, scale)``
+    while the user drags the talent (in plate pixels), and ``placementDropped()`` at the end of a drag."""
+
+    zoomChanged = Signal(float)
+    placementDragged = Signal(float, float, float)
+    placementDropped = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setMinimumSize(320, 240)
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.setMouseTracking(True)
+        self.images: dict[str, QImage] = {}
+        self.mode = "composite"
+        self.wipe = 0.5  # divider position, fraction of the image width
+        self.zoom = 1.0
+        self.fit = True
+        self.offset = QPointF(0, 0)  # pan, widget pixels
+        self.pass_name = ""
+        self.talent_rect: QRectF | None = None  # in image pixels, for placement handles
+        self.show_handles = True
+        self._drag = None
+        self._checker = QBrush(checkerboard())
+        self.setAcceptDrops(False)
+
+    # -- content ------------------------------------------------------------------------------------------------
+    def set_images(self, images: dict, pass_name: str) -> None:
+        self.images = {k: to_qimage(v) for k, v in images.items()}
+        self.pass_name = pass_name
+        self.update()
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.update()
+
+    def image_size(self) -> tuple[int, int] | None:
+        img = self.images.get("composite")
+        return None if img is None else (img.width(), img.height())
+
+    # -- geometry -----------------------------------------------------------------------------------------------
+    def current_scale(self) -> float:
+        size = self.image_size()
+        if size is None:
+            return 1.0
+        if self.fit:
+            w, h = size
+            return min(self.width() / w, self.height() / h)
+        return self.zoom
+
+    def image_rect(self) -> QRectF:
+        size = self.image_size() or (1, 1)
+        s = self.current_scale()
+        w, h = size[0] * s, size[1] * s
+        x = (self.width() - w) / 2 + (0 if self.fit else self.offset.x())
+        y = (self.height() - h) / 2 + (0 if self.fit else self.offset.y())
+        return QRectF(x, y, w, h)
+
+    def set_zoom(self, zoom: float | None) -> None:
+        """None: fit to window; else a factor (1.0 = 100%)."""
+        if zoom is None:
+            self.fit = True
+            self.offset = QPointF(0, 0)
+        else:
+            self.fit = False
+            self.zoom = float(np.clip(zoom, 0.05, 16.0))
+        self.zoomChanged.emit(self.current_scale() * 100)
+        self.update()
+
+    # -- painting -----------------------------------------------------------------------------------------------
+    def paintEvent(self, _):
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(30, 30, 32))
+        if not self.images:
+            p.setPen(QColor(160, 160, 160))
+            p.drawText(self.rect(), Qt.AlignCenter, "Open a project or drop a talent clip here")
+            return
+        r = self.image_rect()
+        p.setRenderHint(QPainter.SmoothPixmapTransform, self.current_scale() < 1.0)
+        if self.mode == "talent":
+            p.fillRect(r, self._checker)
+            p.drawImage(r, self.images["talent"])
+        elif self.mode == "wipe":
+            p.drawImage(r, self.images["original"])
+            x = r.x() + self.wipe * r.width()
+            clip = QRectF(x, r.y(), r.right() - x, r.height())
+            p.save()
+            p.setClipRect(clip)
+            p.drawImage(r, self.images["composite"])
+            p.restore()
+            p.setPen(QPen(QColor(255, 255, 255), 2))
+            p.drawLine(QPointF(x, r.top()), QPointF(x, r.bottom()))
+            p.setBrush(QColor(255, 255, 255))
+            p.drawEllipse(QPointF(x, r.center().y()), 7, 7)
+            p.setPen(QColor(255, 255, 255))
+            p.drawText(QRectF(r.x() + 8, r.y() + 6, 200, 20), Qt.AlignLeft, "before")
+            p.drawText(QRectF(r.right() - 208, r.y() + 6, 200, 20), Qt.AlignRight, "after")
+        else:
+            p.drawImage(r, self.images.get(self.mode, self.images["composite"]))
+        if self.show_handles and self.talent_rect is not None and self.mode in ("composite", "overlay"):
+            s = self.current_scale()
+            tr = QRectF(r.x() + self.talent_rect.x() * s, r.y() + self.talent_rect.y() * s,
+                        self.talent_rect.width() * s, self.talent_rect.height() * s)
+            p.setPen(QPen(QColor(255, 200, 0, 160), 1, Qt.DashLine))
+            p.setBrush(Qt.NoBrush)
+            p.drawRect(tr)
+            p.setBrush(QColor(255, 200, 0))
+            p.drawRect(QRectF(tr.right() - 5, tr.bottom() - 5, 10, 10))  # scale handle
+        if self.pass_name == "proxy":
+            p.setPen(QColor(255, 200, 80))
+            p.drawText(QRectF(8, self.height() - 24, 300, 20), Qt.AlignLeft, "proxy: refining...")
+
+    # -- interaction --------------------------------------------------------------------------------------------
+    def wheelEvent(self, e):
+        if not self.images:
+            return
+        factor = 1.15 if e.angleDelta().y() > 0 else 1 / 1.15
+        before = self.current_scale()
+        pos = e.position()
+        r = self.image_rect()
+        self.fit = False
+        self.zoom = float(np.clip(before * factor, 0.05, 16.0))
+        # keep the point under the cursor still
+        rel = (pos - r.topLeft()) / before
+        new_w, new_h = r.width() / before * self.zoom, r.height() / before * self.zoom
+        cx = pos.x() - rel.x() * self.zoom
+        cy = pos.y() - rel.y() * self.zoom
+        self.offset = QPointF(cx - (self.width() - new_w) / 2, cy - (self.height() - new_h) / 2)
+        self.zoomChanged.emit(self.zoom * 100)
+        self.update()
+
+    def _image_pos(self, pos: QPointF) -> QPointF:
+        r = self.image_rect()
+        s = self.current_scale()
+        return QPointF((pos.x() - r.x()) / s, (pos.y() - r.y()) / s)
+
+    def mousePressEvent(self, e):
+        if not self.images:
+            return
+        pos = e.position()
+        r = self.image_rect()
+        if self.mode == "wipe" and e.button() == Qt.LeftButton:
+            self._drag = ("wipe", pos)
+            self._set_wipe(pos)
+            return
+        if e.button() == Qt.LeftButton and self.talent_rect is not None and self.mode in ("composite", "overlay"):
+            ip = self._image_pos(pos)
+            tr = self.talent_rect
+            corner = QPointF(tr.right(), tr.bottom())
+            if (ip - corner).manhattanLength() * self.current_scale() < 14:
+                self._drag = ("scale", ip, tr)
+                return
+            if tr.contains(ip):
+                self._drag = ("move", ip)
+                return
+        if e.button() in (Qt.LeftButton, Qt.MiddleButton):
+            self.fit = False
+            self.zoom = self.current_scale()
+            self.offset = QPointF(r.x() - (self.width() - r.width()) / 2, r.y() - (self.height() - r.height()) / 2)
+            self._drag = ("pan", pos, QPointF(self.offset))
+
+    def _set_wipe(self, pos):
+        r = self.image_rect()
+        self.wipe = float(np.clip((pos.x() - r.x()) / max(r.width(), 1), 0, 1))
+        self.update()
+
+    def mouseMoveEvent(self, e):
+        if not self._drag:
+            return
+        kind = self._drag[0]
+        pos = e.position()
+        if kind == "wipe":
+            self._set_wipe(pos)
+        elif kind == "pan":
+            self.offset = self._drag[2] + (pos - self._drag[1])
+            self.update()
+        elif kind == "move":
+            ip = self._image_pos(pos)
+            d = ip - self._drag[1]
+            self.placementDragged.emit(d.x(), d.y(), 1.0)
+        elif kind == "scale":
+            ip = self._image_pos(pos)
+            tr = self._drag[2]
+            factor = max(0.05, (ip.y() - tr.top()) / max(tr.height(), 1))
+            self.placementDragged.emit(0.0, 0.0, factor)
+
+    def mouseReleaseEvent(self, e):
+        if self._drag and self._drag[0] in ("move", "scale"):
+            self.placementDropped.emit()
+        self._drag = None

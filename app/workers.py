@@ -1,0 +1,222 @@
+"""Background work on QThreads: the progressive preview (latest wins), exports, and the flicker scope.
+
+Every request carries an immutable snapshot of the project (a deep copy), so the GUI can keep editing while a worker
+computes. Results come back through queued signals; the GUI thread never waits on the engine.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from PySide6.QtCore import QThread, Signal
+
+from harmovid_engine.errors import Cancelled, HarmoVidError
+from harmovid_engine.project import Project
+from harmovid_engine.render import CancelToken, Compositor, render
+from harmovid_engine.render.preview import preview_images, talent_brightness
+
+PROXY_LONG_SIDE = 480
+
+
+def _user_message(exc: BaseException) -> str:
+    if isinstance(exc, HarmoVidError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def snapshot_key(project: Project) -> str:
+    import json
+
+    return json.dumps(project.to_dict(), sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    rid: int
+    frame: int
+    project: Project  # a private deep copy
+    key: str  # the snapshot's identity (settings changed <=> key changed)
+
+
+class _CompositorPair:
+    """A proxy compositor (small, per frame) and a full one for the same media, reconfigured on setting changes."""
+
+    def __init__(self):
+        self.media = None
+        self.key = None
+        self.proxy: Compositor | None = None
+        self.full: Compositor | None = None
+
+    def get(self, project: Project, key: str):
+        media = (str(project.talent_path), str(project.plate_path))
+        if media != self.media:
+            self.close()
+            self.full = Compositor(project)
+            w, h = self.full.size
+            scale = min(1.0, PROXY_LONG_SIDE / max(w, h))
+            proxy_project = copy.deepcopy(project)
+            proxy_project.render.deflicker = False
+            self.proxy = Compositor(proxy_project, scale=scale)
+            self.media, self.key = media, key
+        elif key != self.key:
+            self.full.configure(project)
+            proxy_project = copy.deepcopy(project)
+            proxy_project.render.deflicker = False
+            self.proxy.configure(proxy_project)
+            self.key = key
+        return self.proxy, self.full
+
+    def close(self):
+        for c in (self.proxy, self.full):
+            if c is not None:
+                c.close()
+        self.proxy = self.full = None
+        self.media = self.key = None
+
+
+class PreviewWorker(QThread):
+    """Computes preview frames. ``request()`` is latest-wins: a newer request abandons older work between passes.
+
+    Signals: ``ready(rid, frame, pass_name, images)`` with pass_name "proxy" then "full" (images: dict of uint8
+    arrays from :func:`preview_images`), ``failed(rid, message)``, ``cached(frame)`` when a full frame is kept.
+    """
+
+    ready = Signal(int, int, str, object)
+    failed = Signal(int, str)
+    cached = Signal(int)
+    busy = Signal(bool)
+
+    def __init__(self, parent=None, cache_frames: int = 48):
+        super().__init__(parent)
+        self._cv = threading.Condition()
+        self._pending: PreviewRequest | None = None
+        self._latest = 0
+        self._stop = False
+        self._pair = _CompositorPair()
+        self._cache: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self._cache_frames = cache_frames
+
+    def request(self, rid: int, frame: int, project: Project) -> None:
+        snap = copy.deepcopy(project)
+        req = PreviewRequest(rid, frame, snap, snapshot_key(snap))
+        with self._cv:
+            self._pending = req
+            self._latest = rid
+            self._cv.notify()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self.wait()
+
+    def _stale(self, req: PreviewRequest) -> bool:
+        return self._latest != req.rid or self._stop
+
+    def run(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    break
+                req, self._pending = self._pending, None
+            self.busy.emit(True)
+            try:
+                self._serve(req)
+            except Exception as exc:  # shown as a message, never a traceback
+                traceback.print_exc()
+                self.failed.emit(req.rid, _user_message(exc))
+            self.busy.emit(False)
+        self._pair.close()
+
+    def _serve(self, req: PreviewRequest) -> None:
+        hit = self._cache.get((req.key, req.frame))
+        if hit is not None:
+            self.ready.emit(req.rid, req.frame, "full", hit)
+            return
+        proxy, full = self._pair.get(req.project, req.key)
+        if not 0 <= req.frame < full.frame_count:
+            return
+        images = preview_images(proxy.layers(req.frame, with_original=True))
+        if self._stale(req):
+            return
+        self.ready.emit(req.rid, req.frame, "proxy", images)
+        images = preview_images(full.layers(req.frame, with_original=True))
+        self._cache[(req.key, req.frame)] = images
+        while len(self._cache) > self._cache_frames:
+            self._cache.popitem(last=False)
+        self.cached.emit(req.frame)
+        if not self._stale(req):
+            self.ready.emit(req.rid, req.frame, "full", images)
+
+
+class ExportWorker(QThread):
+    """Runs the same render as ``harmovid render`` in the background. Signals progress(done, total, eta_seconds),
+    finished_ok(path), failed(message), cancelled()."""
+
+    progress = Signal(int, int, float)
+    finished_ok = Signal(str)
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, project: Project, output: str, fmt: str, start: int | None, end: int | None,
+                 scale: float = 1.0, layer: str = "composite", parent=None):
+        super().__init__(parent)
+        self.project = copy.deepcopy(project)
+        self.output, self.fmt, self.start_frame, self.end_frame = output, fmt, start, end
+        self.scale, self.layer = scale, layer
+        self.token = CancelToken()
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def run(self) -> None:
+        try:
+            for p in render(self.project, self.output, fmt=self.fmt, layer=self.layer, start=self.start_frame,
+                            end=self.end_frame, cancel=self.token, scale=self.scale):
+                self.progress.emit(p.done, p.total, p.eta)
+            self.finished_ok.emit(self.output)
+        except Cancelled:
+            self.cancelled.emit()
+        except Exception as exc:
+            if not isinstance(exc, HarmoVidError):
+                traceback.print_exc()
+            self.failed.emit(_user_message(exc))
+
+
+class ScopeWorker(QThread):
+    """Talent brightness per frame (original, per-frame harmonized, deflickered) at proxy size, streamed as
+    ``point(frame, values)``; restart with new settings by creating a new worker (the old one is cancelled)."""
+
+    point = Signal(int, object)
+    failed = Signal(str)
+
+    def __init__(self, project: Project, parent=None):
+        super().__init__(parent)
+        self.project = copy.deepcopy(project)
+        self.token = CancelToken()
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def run(self) -> None:
+        try:
+            probe = Compositor(self.project)
+            w, h = probe.size
+            n = probe.frame_count
+            probe.close()
+            comp = Compositor(self.project, scale=min(1.0, 256 / max(w, h)))
+            for i in range(n):
+                if self.token.cancelled:
+                    break
+                self.point.emit(i, talent_brightness(comp.layers(i, with_original=True, with_per_frame=True)))
+                time.sleep(0)  # let the GUI thread in
+            comp.close()
+        except Exception as exc:
+            self.failed.emit(_user_message(exc))

@@ -1,0 +1,230 @@
+"""HarmoVid Studio driven through its real main window (pytest-qt, offscreen)."""
+
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QMessageBox
+
+from harmovid_engine.media import probe
+from harmovid_engine.project import Project
+from harmovid_engine.resources import copy_demo
+
+
+@pytest.fixture
+def demo(tmp_path):
+    return copy_demo(tmp_path / "demo")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    from app.main_window import MainWindow
+
+    errors, answers = [], []
+    w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    w.errors = errors
+    w.answers = answers  # answers to give to questions, in order (default: Yes/Save)
+    monkeypatch.setattr(w, "show_error", lambda title, msg: errors.append((title, msg)))
+    monkeypatch.setattr(w, "ask", lambda title, text, buttons, default: answers.pop(0) if answers else default)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.undo.setClean()
+    w.close()
+
+
+def wait_full(qtbot, w, frame, timeout=30000):
+    qtbot.waitUntil(lambda: getattr(w, "last_pass", (None, None, None))[1:] == (frame, "full")
+                    and w.last_pass[0] == w._rid, timeout=timeout)
+    return {k: v for k, v in w.viewer.images.items()}
+
+
+def composite_array(w) -> np.ndarray:
+    img = w.viewer.images["composite"]
+    ptr = img.constBits()
+    return np.frombuffer(ptr, np.uint8, img.sizeInBytes()).copy()
+
+
+def test_open_demo_scrub_and_see_frames(qtbot, window, demo):
+    assert window.open_project(demo)
+    wait_full(qtbot, window, 0)
+    first = composite_array(window)
+    window.timeline.frameRequested.emit(40)  # what a click/drag on the timeline does
+    assert window.frame == 40
+    wait_full(qtbot, window, 40)
+    assert not np.array_equal(first, composite_array(window))
+    assert 40 in window.timeline.cached
+    assert window.frame_label.text() == "frame 40 / 77"
+
+
+def test_change_a_setting_updates_the_preview_and_undo_restores_it(qtbot, window, demo):
+    window.open_project(demo)
+    before = (wait_full(qtbot, window, 0), composite_array(window))[1]
+    spin = window.inspector.widgets["engine.direction"]
+    spin.setValue(0.0)
+    assert window.project.render.engine_settings["direction"] == 0.0
+    assert not window.undo.isClean()
+    wait_full(qtbot, window, 0)
+    changed = composite_array(window)
+    assert np.abs(changed.astype(int) - before.astype(int)).mean() > 0.5
+    window.undo.undo()
+    assert window.project.render.engine_settings["direction"] == 1.0 and spin.value() == 1.0
+    wait_full(qtbot, window, 0)
+    assert np.array_equal(composite_array(window), before)
+    assert window.undo.isClean()
+
+
+def test_view_modes_and_zoom(qtbot, window, demo):
+    window.open_project(demo)
+    wait_full(qtbot, window, 0)
+    for mode in ("talent", "original", "matte", "overlay", "wipe", "composite"):
+        window.set_view_mode(mode)
+        window.viewer.repaint()
+    assert window.viewer.images["matte"].width() == 560
+    window.viewer.set_zoom(1.0)
+    assert window.zoom_label.text() == "100%"
+    window.viewer.set_zoom(None)
+
+
+def test_transport_keys(qtbot, window, demo):
+    window.open_project(demo)
+    window.step(1)
+    window.step(1)
+    assert window.frame == 2
+    window.shuttle(1)  # L
+    qtbot.waitUntil(lambda: window.frame >= 6, timeout=5000)
+    window.stop()  # K
+    f = window.frame
+    window.seek(window.frame_count - 1)  # End
+    window.set_out()
+    window.seek(10)
+    window.set_in()
+    assert (window.project.in_point, window.project.out_point) == (10, 77)
+    window.undo.undo()
+    assert window.project.in_point is None
+    assert f >= 6
+
+
+def _export(qtbot, window, dest, fmt_index=0, cancel_at=None):
+    from app.export_dialog import ExportDialog
+
+    dlg = ExportDialog(window)
+    dlg.format.setCurrentIndex(fmt_index)
+    dlg.dest.setText(str(dest))
+    dlg.range.setCurrentIndex(1)
+    ends = []
+    if cancel_at is None:
+        dlg.start()
+        dlg.worker.finished_ok.connect(lambda p: ends.append("ok"))
+        dlg.worker.failed.connect(lambda m: ends.append(m))
+    else:
+        dlg.start()
+        dlg.worker.progress.connect(lambda d, t, e: dlg.cancel() if d >= cancel_at else None)
+        dlg.worker.cancelled.connect(lambda: ends.append("cancelled"))
+        dlg.worker.finished_ok.connect(lambda p: ends.append("ok"))
+    qtbot.waitUntil(lambda: bool(ends), timeout=120000)
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=10000)
+    return ends[0], dlg
+
+
+def test_export_a_short_range_while_the_gui_stays_responsive(qtbot, window, demo, tmp_path):
+    window.open_project(demo)
+    window.seek(5)
+    window.set_in()
+    window.seek(16)
+    window.set_out()
+    # heartbeat: the GUI thread must never stall for 100 ms while the export renders
+    beats = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: beats.append(time.perf_counter()))
+    timer.start(10)
+    dest = tmp_path / "out.mp4"
+    result, dlg = _export(qtbot, window, dest)
+    timer.stop()
+    assert result == "ok"
+    assert probe(dest).frame_count == 12
+    gaps = np.diff(beats)
+    assert len(gaps) > 20 and gaps.max() < 0.1, gaps.max()
+    assert "Exported" in dlg.status.text()
+
+
+def test_cancelled_export_leaves_no_file(qtbot, window, demo, tmp_path):
+    window.open_project(demo)
+    dest = tmp_path / "cancel.mov"
+    result, dlg = _export(qtbot, window, dest, fmt_index=1, cancel_at=2)
+    assert result == "cancelled"
+    assert not dest.exists() and [p for p in tmp_path.iterdir() if p.name.startswith(".cancel")] == []
+    assert "nothing was written" in dlg.status.text()
+
+
+def test_recover_after_a_crash(qtbot, tmp_path, demo, monkeypatch):
+    from app.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    crashed = MainWindow(settings)
+    qtbot.addWidget(crashed)
+    crashed.open_project(demo)
+    crashed.inspector.widgets["render.shadow_opacity"].setValue(0.8)
+    crashed.autosave()
+    crashed.worker.stop()  # ... and the process dies: no save, no clean close
+    assert Project.open(demo).render.shadow_opacity == 0.35
+    again = MainWindow(settings)
+    qtbot.addWidget(again)
+    asked = []
+    monkeypatch.setattr(again, "ask", lambda *a: asked.append(a[0]) or QMessageBox.Yes)
+    assert again.open_project(demo)
+    assert asked == ["Recover unsaved changes?"]
+    assert again.project.render.shadow_opacity == 0.8 and not again.undo.isClean()
+    assert again.inspector.widgets["render.shadow_opacity"].value() == 0.8
+    assert again.save()
+    assert Project.open(demo).render.shadow_opacity == 0.8 and not Project.open(demo).has_recovery()
+    again.close()
+    crashed.undo.setClean()  # the "dead" window is only closed by the test's teardown
+
+
+def test_unsaved_changes_are_not_lost_on_close(qtbot, window, demo):
+    window.open_project(demo)
+    window.inspector.widgets["render.light_wrap_strength"].setValue(0.6)
+    window.answers.append(QMessageBox.Cancel)
+    assert not window.close()  # the user cancelled
+    window.answers.append(QMessageBox.Save)
+    assert window.maybe_save()
+    assert Project.open(demo).render.light_wrap_strength == 0.6
+
+
+def test_bad_media_gives_a_message_not_a_traceback(qtbot, window, demo, tmp_path):
+    (demo / "media" / "talent.mp4").rename(demo / "media" / "gone.mp4")
+    assert not window.open_project(demo)
+    assert window.errors and "missing" in window.errors[-1][1]
+    (demo / "media" / "gone.mp4").rename(demo / "media" / "talent.mp4")
+    assert window.open_project(demo)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    window.answers.append(QMessageBox.No)  # use as plate
+    window.handle_dropped([junk])
+    assert "junk.mp4" in window.errors[-1][1]
+    assert window.project.plate_path.name == "plate.jpg"
+
+
+def test_drop_a_plate_image_is_undoable(qtbot, window, demo, data_dir):
+    window.open_project(demo)
+    window.handle_dropped([data_dir / "plates" / "plate_8.jpg"])
+    assert window.project.plate_path.name == "plate_8.jpg"
+    wait_full(qtbot, window, 0)
+    assert window.viewer.images["composite"].width() == 1024
+    window.undo.undo()
+    assert window.project.plate_path.name == "plate.jpg"
+
+
+def test_placement_drag_in_the_viewer_is_one_undo_step(qtbot, window, demo):
+    window.open_project(demo)
+    before = window.project.placement.at(0)
+    window.viewer.placementDragged.emit(10.0, 5.0, 1.0)
+    window.viewer.placementDragged.emit(20.0, 8.0, 1.0)
+    window.viewer.placementDropped.emit()
+    x, y, s = window.project.placement.at(0)
+    assert (x - before[0], y - before[1], s) == (20.0, 8.0, before[2])
+    assert window.undo.count() == 1
+    window.undo.undo()
+    assert window.project.placement.at(0) == before
