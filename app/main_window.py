@@ -490,6 +490,7 @@ class MainWindow(QMainWindow):
         if rid != self._rid and pass_name != "full":
             return
         self.viewer.set_images(images, pass_name)
+        self.zoom_label.setText(f"{self.viewer.current_scale() * 100:.0f}%")
         self.last_pass = (rid, frame, pass_name)
 
     def _on_preview_failed(self, rid, message):

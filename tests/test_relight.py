@@ -118,8 +118,8 @@ def test_deflicker_removes_jitter_and_follows_motion(move):
 
 
 def test_deflicker_keeps_a_slow_real_lighting_change():
-    outs, ins, alphas = _jittered_sequence(jitter=0.0, trend=0.6)
+    outs, ins, alphas = _jittered_sequence(jitter=0.0, trend=0.3)  # no clipping: a pure lighting change
     fixed = AnalyticDeflicker(radius=8).run_sequence(outs, ins, alphas)
     t_in, t_out = _track(outs, alphas), _track(fixed, alphas)
     # the middle of the clip keeps the ramp (the window is symmetric there)
-    assert abs((t_out[20] - t_out[10]) - (t_in[20] - t_in[10])) < 0.03
+    assert abs((t_out[20] - t_out[10]) - (t_in[20] - t_in[10])) < 0.015

@@ -23,7 +23,7 @@ import numpy as np
 from ..colour import LUMA_709
 
 GRID = 3
-SIZE = 128  # long side of the working crop for flow and ratios
+SIZE = 256  # long side of the working crop for flow and ratios
 
 
 @dataclass
