@@ -75,7 +75,12 @@ class AnalyticEngine(Engine):
     defaults = {
         "colour": 1.0,  # strength of white-balance adaptation (0 off, 1 default, up to 2)
         "intensity": 1.0,  # strength of exposure adaptation
-        "direction": 0.4,  # strength of the directional relight (1: the plate's shading replaces the talent's)
+        "direction": 1.0,  # strength of the directional relight (1: the plate's shading replaces the talent's)
+        # The relight is gated by how directional/coloured the plate's light is (order-1 SH over order-0, worst
+        # channel): below ``direction_gate_low`` the plate's light is too diffuse to tell a direction and the talent
+        # keeps its own shading; above ``direction_gate_high`` the relight is applied in full.
+        "direction_gate_low": 0.3,
+        "direction_gate_high": 0.6,
         "colour_weight": 0.5,  # how far the measurement is trusted vs the skin prior at strength 1
         "intensity_weight": 0.5,
         "plate_adaptation": 0.35,  # how much of the plate's illuminant colour the talent takes on
@@ -118,7 +123,7 @@ class AnalyticEngine(Engine):
         d_chroma = d_chroma - d_chroma @ LUMA_709  # chroma only: luminance is handled by d_luma
         gain = (d_luma + d_chroma).astype(np.float32)
         shade, light_dir, directionality = self._shading(t_small, a_small, ps.sh)
-        shade = shade * s["direction"]
+        shade = shade * (s["direction"] * self.direction_gate(ps.sh))
         return RelightParams(bbox, gain, shade, light_dir, directionality)
 
     def _plate(self, plate: np.ndarray, bbox):
@@ -137,6 +142,13 @@ class AnalyticEngine(Engine):
         ps = plate_stats(small, weight, self.settings["front_fill"])
         self._plate_cache = (key, ps)
         return ps
+
+    def direction_gate(self, sh: np.ndarray) -> float:
+        """0..1: how much of the directional relight a plate's light supports (smoothstep between the gates)."""
+        ratio = float(np.max(np.linalg.norm(sh[1:4], axis=0) / np.maximum(sh[0], 1e-6)))
+        lo, hi = self.settings["direction_gate_low"], self.settings["direction_gate_high"]
+        t = float(np.clip((ratio - lo) / max(hi - lo, 1e-6), 0.0, 1.0))
+        return t * t * (3 - 2 * t)
 
     def _shading(self, t_small, a_small, sh):
         """Log-gain field that swaps the talent's directional shading for the plate's, on a GRID x GRID grid."""
