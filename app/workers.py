@@ -61,7 +61,7 @@ class _CompositorPair:
             scale = min(1.0, PROXY_LONG_SIDE / max(w, h))
             proxy_project = copy.deepcopy(project)
             proxy_project.render.deflicker = False
-            self.proxy = Compositor(proxy_project, scale=scale)
+            self.proxy = Compositor(proxy_project, scale=scale, share_media=self.full)
             self.media, self.key = media, key
         elif key != self.key:
             self.full.configure(project)
@@ -72,7 +72,7 @@ class _CompositorPair:
         return self.proxy, self.full
 
     def close(self):
-        for c in (self.proxy, self.full):
+        for c in (self.proxy, self.full):  # the proxy reads through the full one's sources: close it first
             if c is not None:
                 c.close()
         self.proxy = self.full = None

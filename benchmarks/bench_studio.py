@@ -81,7 +81,8 @@ def main() -> int:
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     win.undo.setClean()
     win.close()
-    return 0
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown of Qt objects (PySide can crash in GC at exit)
 
 
 if __name__ == "__main__":

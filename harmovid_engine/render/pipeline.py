@@ -61,15 +61,24 @@ class Compositor:
     """Opens a project's media and computes frames. Not thread-safe: one per thread."""
 
     def __init__(self, project: Project, engine: str | None = None, engine_settings: dict | None = None,
-                 scale: float = 1.0):
-        """``scale`` renders at a fraction of the plate's size (proxy previews, smaller exports)."""
+                 scale: float = 1.0, share_media: "Compositor | None" = None):
+        """``scale`` renders at a fraction of the plate's size (proxy previews, smaller exports).
+        ``share_media``: read through another compositor's sources (same thread), so decoded frames are shared."""
         project.check_media()
+        if not 0.05 <= scale <= 1.0:
+            raise HarmoVidError(f"render scale must be between 0.05 and 1, not {scale}")
+        self._owns_media = share_media is None
+        if share_media is not None:
+            self.talent_src, self.plate_src = share_media.talent_src, share_media.plate_src
+            self.scale = float(scale)
+            self._plate_lin = _LRU(4)
+            self.timings = defaultdict(float)
+            self.configure(project, engine, engine_settings)
+            return
         self.talent_src = open_source(project.talent_path)
         if self.talent_src.is_still:
             raise HarmoVidError("the talent is a still image; talent must be a clip or image sequence")
         self.plate_src = open_source(project.plate_path)
-        if not 0.05 <= scale <= 1.0:
-            raise HarmoVidError(f"render scale must be between 0.05 and 1, not {scale}")
         self.scale = float(scale)
         self._plate_lin = _LRU(4)
         self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, summed
@@ -327,8 +336,9 @@ class Compositor:
             src.cache.set_limit(frames * w * h * 4 * 2)
 
     def close(self) -> None:
-        self.talent_src.close()
-        self.plate_src.close()
+        if self._owns_media:
+            self.talent_src.close()
+            self.plate_src.close()
 
     def __enter__(self):
         return self
