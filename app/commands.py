@@ -23,7 +23,8 @@ def get_setting(project, key: str):
     if group == "matte":
         return getattr(project.matte, name)
     if group == "placement":
-        x, y, s = project.placement.at(0 if len(project.placement.keys) <= 1 else project._current_frame)
+        keys = project.placement.keys
+        x, y, s = project.placement.at(keys[0].frame if len(keys) == 1 else getattr(project, "_current_frame", 0))
         return {"x": x, "y": y, "scale": s}[name]
     raise KeyError(key)
 

@@ -440,6 +440,9 @@ class MainWindow(QMainWindow):
         if self.project is None:
             return
         self.frame = max(0, min(self.frame_count - 1, int(frame)))
+        self.project._current_frame = self.frame
+        if len(self.project.placement.keys) > 1:  # animated placement: show the values at the playhead
+            self.inspector.refresh(self.project)
         self.timeline.set_frame(self.frame)
         self.scope.set_frame(self.frame)
         self._update_status()

@@ -17,10 +17,6 @@ from .errors import Cancelled, HarmoVidError
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that exits with 2 and one line (its default is 2 too, with usage; keep that)."""
-
-
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
@@ -202,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _load_builtin()
 
-    parser = _Parser(prog="harmovid", description="HarmoVid: relightful video portrait harmonization.")
+    parser = argparse.ArgumentParser(prog="harmovid", description="HarmoVid: relightful video portrait harmonization.")
     parser.add_argument("--version", action="version", version=f"harmovid {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")

@@ -228,3 +228,16 @@ def test_placement_drag_in_the_viewer_is_one_undo_step(qtbot, window, demo):
     assert window.undo.count() == 1
     window.undo.undo()
     assert window.project.placement.at(0) == before
+
+
+def test_placement_fields_edit_the_key_at_the_playhead_when_animated(qtbot, window, demo):
+    window.open_project(demo)
+    window.project.placement.set_key(40, 0.0, 37.0, 1.0)  # animated placement: keys at 0 and 40
+    window.seek(20)
+    assert window.inspector.widgets["placement.x"].value() == -40.0  # interpolated at the playhead
+    window.seek(40)
+    window.inspector.widgets["placement.x"].setValue(12.0)
+    assert window.project.placement.at(40)[0] == 12.0
+    assert window.project.placement.at(0)[0] == -80.0
+    window.undo.undo()
+    assert window.project.placement.at(40)[0] == 0.0
