@@ -59,10 +59,12 @@ def test_relight_keeps_skin_texture():
     talent, alpha = portrait()
     plate = np.full((160, 128, 3), 0.05, np.float32)
     out = create_engine("analytic", {"direction": 1.0}).harmonize(talent, alpha, plate, 0)
-    m = alpha > 0.9
+    import cv2
+
+    # the interior (8 px from the silhouette): outside the matte the talent is not relit, which is invisible
+    m = cv2.erode((alpha > 0.9).astype(np.uint8), np.ones((17, 17), np.uint8)) > 0
     hi_in = np.log(talent[..., 1]) - np.log(np.maximum(talent[..., 1], 1e-4)).mean()
     hi_out = np.log(out[..., 1]) - np.log(np.maximum(out[..., 1], 1e-4)).mean()
-    import cv2
 
     def highpass(x):
         return x - cv2.GaussianBlur(x.astype(np.float32), (0, 0), 3)

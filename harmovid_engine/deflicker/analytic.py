@@ -169,13 +169,16 @@ class AnalyticDeflicker:
         return (self.strength * cg).astype(np.float32), (self.strength * cl).astype(np.float32)
 
     @staticmethod
-    def apply(out: np.ndarray, roi, glob: np.ndarray, local: np.ndarray) -> np.ndarray:
-        """Correct a canvas-size harmonized talent: global gain plus the local grid spread over ``roi``."""
+    def apply(out: np.ndarray, roi, glob: np.ndarray, local: np.ndarray, alpha: np.ndarray | None = None):
+        """Correct a canvas-size harmonized talent: global gain plus the local grid spread over ``roi``, weighted
+        by ``alpha`` (soft-edge pixels are only partly talent)."""
         if roi is None:
             return out
         x0, y0, x1, y1 = roi
         res = out.copy()
         field = cv2.resize(local, (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC) + glob
+        if alpha is not None:
+            field = field * alpha[y0:y1, x0:x1, None]
         res[y0:y1, x0:x1] = out[y0:y1, x0:x1] * np.exp(field)
         return res
 
@@ -192,5 +195,5 @@ class AnalyticDeflicker:
         res = []
         for t in range(n):
             cg, cl = self.correction(deltas, t, 0, n - 1)
-            res.append(self.apply(outputs[t], roi, cg, cl))
+            res.append(self.apply(outputs[t], roi, cg, cl, alphas[t]))
         return res

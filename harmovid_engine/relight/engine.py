@@ -192,6 +192,8 @@ class AnalyticEngine(Engine):
         x0, y0, x1, y1 = params.bbox
         out = talent.copy()
         field = cv2.resize(params.field(), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
+        # Soft-edge pixels are part talent, part the talent's original background: relight only the talent part.
+        field = field * alpha[y0:y1, x0:x1, None]
         out[y0:y1, x0:x1] = talent[y0:y1, x0:x1] * np.exp(field)
         return out
 

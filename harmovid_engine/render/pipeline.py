@@ -248,7 +248,7 @@ class Compositor:
             t0 = time.perf_counter()
             cg, cl = self.deflicker.correction(deltas, i, 0, self.frame_count - 1)
             h, w = alpha.shape
-            harmonized = self.deflicker.apply(harmonized, (0, 0, w, h), cg, cl)
+            harmonized = self.deflicker.apply(harmonized, (0, 0, w, h), cg, cl, alpha)
             t0 = self._tick("deflicker", t0)
         st = self.settings
         if st.light_wrap and st.light_wrap_strength > 0 and params is not None:
