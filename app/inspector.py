@@ -9,7 +9,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QVBoxLayout,
                                QWidget)
 
-from harmovid_engine.engines import ENGINES, _load_builtin
+from harmovid_engine.engines import ENGINES, load_builtin_engines
 
 from .commands import get_setting
 
@@ -51,7 +51,7 @@ class Inspector(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        _load_builtin()
+        load_builtin_engines()
         self.widgets: dict[str, QWidget] = {}
         lay = QVBoxLayout(self)
         for title, fields in FIELDS:

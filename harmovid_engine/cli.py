@@ -194,9 +194,9 @@ def _add_render_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .engines import ENGINES, _load_builtin
+    from .engines import ENGINES, load_builtin_engines
 
-    _load_builtin()
+    load_builtin_engines()
 
     parser = argparse.ArgumentParser(prog="harmovid", description="HarmoVid: relightful video portrait harmonization.")
     parser.add_argument("--version", action="version", version=f"harmovid {__version__}")

@@ -109,6 +109,20 @@ def _worker_init():
     cv2.setNumThreads(1)
 
 
+def _run_jobs(fn, jobs: dict, workers: int):
+    """Yield (key, fn(*args)) for ``jobs = {key: args}``, over ``workers`` processes when more than one."""
+    if workers <= 1:
+        for key, args in jobs.items():
+            yield key, fn(*args)
+        return
+    import concurrent.futures as cf
+
+    with _pool(workers) as pool:
+        futs = {pool.submit(fn, *args): key for key, args in jobs.items()}
+        for f in cf.as_completed(futs):
+            yield futs[f], f.result()
+
+
 def run_lut(data_dir: Path, clips: list[str], frames: int, methods: list[str], which: tuple[str, ...],
             log: Callable[[str], None], workers: int = 1) -> dict:
     """lut_static and/or lut_jitter over all clips (clips in parallel over ``workers`` processes)."""
@@ -120,16 +134,8 @@ def run_lut(data_dir: Path, clips: list[str], frames: int, methods: list[str], w
                 per_case[p][m].extend(res[p][m])
         log(f"{'/'.join(which)}: {name} done")
 
-    if workers > 1:
-        with _pool(workers) as pool:
-            futs = {pool.submit(_lut_clip, data_dir, c, frames, methods, which): c for c in clips}
-            import concurrent.futures as cf
-
-            for f in cf.as_completed(futs):
-                merge(f.result(), futs[f])
-    else:
-        for c in clips:
-            merge(_lut_clip(data_dir, c, frames, methods, which), c)
+    for c, res in _run_jobs(_lut_clip, {c: (data_dir, c, frames, methods, which) for c in clips}, workers):
+        merge(res, c)
     for p in which:  # stable order whatever finished first
         for m in methods:
             per_case[p][m].sort(key=lambda r: (r["clip"], r["k"]))
@@ -234,17 +240,9 @@ def run_relight(data_dir: Path, clips: list[str], plates: list[Path], frames: in
             per_case[m].extend(res[m])
         log(f"relight: {plate.stem} done")
 
-    if workers > 1:
-        import concurrent.futures as cf
-
-        with _pool(workers) as pool:
-            futs = {pool.submit(_relight_plate, data_dir, clips, p, frames, methods, engines, sheets): p
-                    for p in plates}
-            for f in cf.as_completed(futs):
-                merge(f.result(), futs[f])
-    else:
-        for p in plates:
-            merge(_relight_plate(data_dir, clips, p, frames, methods, engines, sheets), p)
+    jobs = {p: (data_dir, clips, p, frames, methods, engines, sheets) for p in plates}
+    for p, res in _run_jobs(_relight_plate, jobs, workers):
+        merge(res, p)
     for m in methods:
         per_case[m].sort(key=lambda r: (r["plate"], r["clip"]))
     res = summarise(per_case, with_worse=False)
@@ -388,9 +386,9 @@ def run_bench(data_dir, out_dir, frames: int = 60, engines: list[str] | None = N
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise HarmoVidError(f"unknown protocol(s) {', '.join(sorted(unknown))} (choose {', '.join(PROTOCOLS)})")
-    from ..engines import ENGINES, _load_builtin
+    from ..engines import ENGINES, load_builtin_engines
 
-    _load_builtin()
+    load_builtin_engines()
     for e in engines:
         if e not in ENGINES:
             raise HarmoVidError(f"unknown engine '{e}' (available: {', '.join(sorted(ENGINES))})")

@@ -56,12 +56,12 @@ def register_engine(cls) -> None:
     ENGINES[cls.name] = cls
 
 
-def _load_builtin() -> None:
+def load_builtin_engines() -> None:
     from .. import relight  # noqa: F401  (registers "analytic")
 
 
 def create_engine(name: str, settings: dict | None = None) -> Engine:
-    _load_builtin()
+    load_builtin_engines()
     if name not in ENGINES:
         raise HarmoVidError(f"unknown engine '{name}' (available: {', '.join(sorted(ENGINES))})")
     return ENGINES[name](settings)

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..colour import alpha_to_float, srgb_to_linear, to_linear
+from ..colour import alpha_to_float, to_linear
 from ..errors import MediaError
 from .ffmpeg import ffmpeg_exe, last_error_line
 from .probe import MediaInfo, probe
@@ -156,7 +156,7 @@ def split_linear(frame: np.ndarray, is_linear: bool = False) -> tuple[np.ndarray
     if is_linear:
         lin = np.clip(rgb.astype(np.float32), 0.0, None)
     else:
-        lin = to_linear(rgb) if rgb.dtype != np.float32 else srgb_to_linear(rgb)
+        lin = to_linear(rgb)
     alpha = alpha_to_float(frame[..., 3]) if frame.shape[-1] == 4 else None
     return lin, alpha
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..errors import HarmoVidError, MediaError, ProjectError
+from ..errors import MediaError, ProjectError
 from ..media import open_source
 from ..media.probe import probe
 from .model import MatteSettings, Placement, Project, RenderSettings
@@ -69,7 +69,7 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
             proj.matte.source = "none"
         proj.save()
         return proj
-    except (HarmoVidError, KeyboardInterrupt, Exception):
+    except BaseException:  # nothing is left behind, whatever went wrong
         if created_folder:
             shutil.rmtree(folder, ignore_errors=True)
         raise

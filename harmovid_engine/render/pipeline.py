@@ -307,10 +307,10 @@ class Compositor:
         window the plate's decoded code values are used as they are (identical to converting them both ways)."""
         from ..colour import from_linear
 
-        res = self._composite_window(i)
         plate_codes = self.plate_src.read(self.plate_index(i))[..., :3]
         if plate_codes.dtype != np.uint8 or self.plate_src.info.linear or self.scale != 1.0:
             return from_linear(self.layers(i).composite, np.uint8)
+        res = self._composite_window(i)
         out = plate_codes.copy()
         if res is not None:
             t0 = time.perf_counter()
