@@ -176,6 +176,110 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def _parse_frames(text: str) -> list[int]:
+    """``0,40,90`` or ``0-3,10`` -> sorted frame numbers."""
+    out = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.update(range(int(a), int(b) + 1))
+            else:
+                out.add(int(part))
+        except ValueError:
+            raise HarmoVidError(f"--keyframes expects frame numbers like 0,40,90; got '{part}'") from None
+    return sorted(out)
+
+
+def _open_sam(spec: str | None, project=None):
+    """A SamSession from ``--sam`` (a model name or a checkpoint path), or None."""
+    if not spec:
+        return None
+    from .matte.sam import SamSession, load_sam
+    from .models import ModelManager
+
+    path = Path(spec)
+    if not path.is_file():
+        path = ModelManager().find(spec)
+        if path is None:
+            raise HarmoVidError(f"no SAM checkpoint '{spec}' found; run 'harmovid models download {spec}' or pass "
+                                "the path of a sam_vit_*.pth")
+    disk = project.cache_dir / "sam" / path.stem if project is not None else None
+    return SamSession(load_sam(path), name=path.stem, disk_cache=disk)
+
+
+def cmd_matte(args) -> int:
+    from .matte.ops import export_alpha_npz, propagate_project
+    from .matte.propagate import PropagationSettings
+    from .project import Project
+
+    proj = Project.open(args.project)
+    proj.check_media()
+    if args.matte_command == "propagate":
+        keys = _parse_frames(args.keyframes) if args.keyframes else None
+        sam = _open_sam(args.sam, proj)
+        settings = PropagationSettings(stop_on_drift=args.stop_on_drift)
+        bar = None
+        try:
+            for p in propagate_project(proj, keys, sam=sam, settings=settings):
+                if bar is None:
+                    bar = _progress(p.total, "propagating matte", not args.quiet)
+                bar.total = p.total
+                bar.update(p.done - bar.n)
+        finally:
+            if bar is not None:
+                bar.close()
+            proj.save()  # keyframes, review flags and whatever was written, also after a cancel
+        if not args.quiet:
+            flags = proj.matte.review
+            print(f"propagated from keyframes {', '.join(map(str, proj.matte.keyframes))}; "
+                  f"{len(flags)} frame(s) flagged for review" + (":" if flags else ""))
+            for f, why in sorted(flags.items(), key=lambda kv: int(kv[0]))[:20]:
+                print(f"  frame {f}: {why}")
+        return EXIT_OK
+    out = Path(args.output)
+    bar = _progress(0, "exporting matte", not args.quiet)
+    for p in export_alpha_npz(proj, out):
+        bar.total = p.total
+        bar.update(p.done - bar.n)
+    bar.close()
+    if not args.quiet:
+        print(out)
+    return EXIT_OK
+
+
+def cmd_models(args) -> int:
+    from .models import ModelManager
+
+    mm = ModelManager()
+    if args.models_command == "list":
+        for name, spec in mm.models.items():
+            path = mm.find(name)
+            print(f"{name:6s} {spec.description:34s} {path if path else 'not present (harmovid models download ' + name + ')'}")
+        print(f"cache: {mm.cache}")
+        return EXIT_OK
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=args.name, disable=args.quiet, file=sys.stderr)
+        bar.update(done - bar.n)
+
+    try:
+        path = mm.download(args.name, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(path)
+    return EXIT_OK
+
+
 def _print_tree(d: dict, indent: int = 0) -> None:
     for k, v in d.items():
         if isinstance(v, dict):
@@ -252,6 +356,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocols", nargs="+", default=None,
                    help="subset of lut_static lut_jitter relight speed (default: all)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("matte", parents=[common], help="matte jobs: propagate keyframes, export mattes")
+    msub = p.add_subparsers(dest="matte_command", metavar="MATTE_COMMAND")
+    msub.required = True
+    q = msub.add_parser("propagate", parents=[common], help="recompute every frame's matte from keyframes",
+                        description="Keep the project's mattes on the keyframes and recompute all other frames by "
+                                    "optical-flow propagation with colour and edge refinement (and SAM when --sam "
+                                    "names a checkpoint). Frames that look wrong are flagged for review.")
+    q.add_argument("project")
+    q.add_argument("--keyframes", help="frames to keep, e.g. 0,90 (default: the project's keyframes)")
+    q.add_argument("--sam", help="re-prompt SAM on each frame: a model name (vit_b, vit_l, vit_h) or a checkpoint")
+    q.add_argument("--stop-on-drift", action="store_true", help="stop a pass at the first flagged frame")
+    q.set_defaults(func=cmd_matte)
+    q = msub.add_parser("export", parents=[common], help="write all mattes as FILE.alpha.npz (alpha: T,H,W uint8)")
+    q.add_argument("project")
+    q.add_argument("-o", "--output", required=True)
+    q.set_defaults(func=cmd_matte)
+
+    p = sub.add_parser("models", parents=[common], help="list or download model checkpoints (SAM)")
+    msub = p.add_subparsers(dest="models_command", metavar="MODELS_COMMAND")
+    msub.required = True
+    q = msub.add_parser("list", parents=[common], help="known models and where they were found")
+    q.set_defaults(func=cmd_models)
+    q = msub.add_parser("download", parents=[common], help="download a checkpoint into the user cache (resumable)")
+    q.add_argument("name", choices=["vit_b", "vit_l", "vit_h"])
+    q.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", parents=[common], help="copy the bundled demo project somewhere editable and print its folder")
     p.add_argument("dest", nargs="?", help="destination folder (default: ~/.local/share/harmovid/demo)")

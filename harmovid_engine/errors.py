@@ -24,3 +24,7 @@ class MatteError(HarmoVidError):
 
 class Cancelled(Exception):
     """Raised inside long jobs when their cancel token is set; never shown to a user as an error."""
+
+
+class ModelError(HarmoVidError):
+    """Model weights cannot be found, downloaded, verified or loaded."""

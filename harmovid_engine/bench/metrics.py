@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..flow import warp
+
 LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 
@@ -68,13 +70,6 @@ def dis_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if _DIS is None:
         _DIS = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     return _DIS.calc(a, b, None)
-
-
-def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img.astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
 
 
 def grey(frame: np.ndarray) -> np.ndarray:

@@ -77,6 +77,8 @@ class MatteSettings:
     feather: float = 0.0
     temporal_radius: int = 1  # frames; 0 switches temporal smoothing off
     imported_from: str = ""  # where stored mattes came from, for the record
+    keyframes: list = field(default_factory=list)  # frames whose matte the user made (propagation keeps them)
+    review: dict = field(default_factory=dict)  # {"frame": reason} flagged by propagation for a person to check
 
 
 @dataclass
