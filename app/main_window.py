@@ -19,6 +19,7 @@ from harmovid_engine.project import Project, create_project
 from .commands import SetPlacement, SetSetting, get_setting
 from .export_dialog import ExportDialog
 from .inspector import Inspector
+from .matte_tools import DownloadWorker, MattePanel, MatteTools, pick_checkpoint
 from .scope import FlickerScope
 from .timeline import Timeline
 from .viewer import VIEW_MODES, Viewer
@@ -30,6 +31,9 @@ SHORTCUTS = [
     ("Left / Right", "previous / next frame"), ("Home / End", "first / last frame"), ("I / O", "set in / out point"),
     ("1-6", "view modes"), ("F", "fit to window"), ("Ctrl+0", "100%"), ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
     ("Ctrl+S", "save"), ("Ctrl+E", "export"),
+    ("C / X / B / Esc", "matte tools: SAM click / SAM box / brush / off"),
+    ("right-click, Alt", "exclude point / erase with the brush"), ("Tab", "next SAM candidate"),
+    ("R", "refine the matte edge of this frame"), ("Ctrl+P", "propagate the matte from keyframes"),
 ]
 
 
@@ -67,6 +71,16 @@ class MainWindow(QMainWindow):
         self.scope = FlickerScope()
         self._dock("Inspector", self.inspector, Qt.RightDockWidgetArea)
         self._dock("Flicker scope", self.scope, Qt.BottomDockWidgetArea).setMinimumHeight(170)
+        self.matte_tools = MatteTools(self)
+        self.matte_panel = MattePanel(self.matte_tools, self)
+        self.tabifyDockWidget(self.findChild(QDockWidget, "Inspector"),
+                              self._dock("Matte", self.matte_panel, Qt.RightDockWidgetArea))
+        self.findChild(QDockWidget, "Inspector").raise_()
+        self.viewer.matteClicked.connect(self.matte_tools.click)
+        self.viewer.matteBox.connect(self.matte_tools.box)
+        self.viewer.matteStroke.connect(self.matte_tools.stroke)
+        self.matte_tools.changed.connect(self._sync_timeline)
+        self.download_worker = None
 
         self.worker = PreviewWorker(self)
         self.worker.ready.connect(self._on_preview)
@@ -172,6 +186,22 @@ class MainWindow(QMainWindow):
         for d in self.findChildren(QDockWidget):
             v.addAction(d.toggleViewAction())
 
+        m = mb.addMenu("&Matte")
+        mt = self.matte_tools
+        self._action(m, "&View (no matte tool)", lambda: mt.set_tool("off"), "Esc")
+        self._action(m, "&Click Tool (SAM)", lambda: self._matte_tool("click"), "C")
+        self._action(m, "Bo&x Tool (SAM)", lambda: self._matte_tool("box"), "X")
+        self._action(m, "&Brush Tool", lambda: self._matte_tool("brush"), "B")
+        self._action(m, "Next SAM &Candidate", mt.cycle_candidate, "Tab")
+        m.addSeparator()
+        self._action(m, "&Refine Edge of This Frame", mt.refine_current, "R")
+        self._action(m, "&Keep This Frame as Keyframe", mt.make_keyframe)
+        self._action(m, "&Propagate from Keyframes", mt.propagate, "Ctrl+P", "propagate")
+        self._action(m, "Cancel Propa&gation", mt.cancel_propagation)
+        m.addSeparator()
+        self._action(m, "&Load SAM Model...", self.load_sam_dialog)
+        self._action(m, "E&xport Mattes (.alpha.npz)...", self.export_mattes)
+
         t = mb.addMenu("&Transport")
         self._action(t, "Play / Pause", self.toggle_play, "Space")
         self._action(t, "Play Backward", lambda: self.shuttle(-1), "J")
@@ -223,6 +253,9 @@ class MainWindow(QMainWindow):
         self.frame_count, self.fps = info.frame_count, float(info.fps)
         self.frame = min(self.frame, self.frame_count - 1)
         self.timeline.set_clip(self.frame_count, self.fps)
+        self.matte_tools.reset()
+        self.matte_tools.set_tool("off")
+        self._autoload_sam()
         self.scope.reset(self.frame_count)
         self._sync_timeline()
         self.inspector.refresh(proj)
@@ -447,6 +480,7 @@ class MainWindow(QMainWindow):
         self.scope.set_frame(self.frame)
         self._update_status()
         self.request_preview()
+        self.matte_tools.frame_changed()
 
     def step(self, d: int):
         self.stop()
@@ -543,7 +577,8 @@ class MainWindow(QMainWindow):
         from harmovid_engine.matte import MatteStore
 
         stored = MatteStore(self.project.mattes_dir).frames() if self.project.matte.source != "stored" else []
-        self.timeline.keyframes = set(stored)
+        self.timeline.keyframes = set(stored) | set(self.project.matte.keyframes)
+        self.timeline.review = {int(f) for f in self.project.matte.review}
         self.timeline.update()
 
     def _update_status(self):
@@ -581,6 +616,97 @@ class MainWindow(QMainWindow):
             self.export_dialog = ExportDialog(self)
         self.export_dialog.show()
         self.export_dialog.raise_()
+
+    # -- matte tools ----------------------------------------------------------------------------------------------
+    def _matte_tool(self, tool):
+        if self.project is None:
+            return
+        if tool in ("click", "box") and self.matte_tools.sam is None:
+            self.statusBar().showMessage("Clicks and boxes need a SAM model: Matte > Load SAM Model...", 8000)
+        self.matte_tools.set_tool(tool)
+
+    def _autoload_sam(self):
+        """Load a SAM checkpoint in the background if one is configured or cached (never downloads by itself)."""
+        from harmovid_engine.models import ModelManager
+
+        if self.matte_tools.sam is not None:
+            return
+        try:
+            path = ModelManager().find()
+        except HarmoVidError as exc:
+            self.statusBar().showMessage(str(exc), 8000)
+            return
+        if path is not None:
+            self.matte_tools.load_sam(path)
+
+    def load_sam_dialog(self):
+        from harmovid_engine.models import MODELS, ModelManager
+
+        try:
+            found = ModelManager().find()
+        except HarmoVidError:
+            found = None
+        if found is not None:
+            self.matte_tools.load_sam(found)
+            return
+        spec = MODELS["vit_b"]
+        answer = self.ask("SAM model", "No SAM checkpoint was found on this machine.\n\nDownload "
+                          f"{spec.description} into {ModelManager().cache} now?\n(No: choose a checkpoint file)",
+                          QMessageBox.Yes | QMessageBox.No | QMessageBox.Cancel, QMessageBox.Yes)
+        if answer == QMessageBox.No:
+            path = pick_checkpoint(self)
+            if path:
+                self.matte_tools.load_sam(path)
+        elif answer == QMessageBox.Yes:
+            self.download_model("vit_b")
+
+    def download_model(self, name: str):
+        from PySide6.QtWidgets import QProgressDialog
+
+        if self.download_worker is not None:
+            return
+        dlg = QProgressDialog(f"Downloading SAM {name}...", "Cancel", 0, 1000, self)
+        dlg.setWindowTitle("Download")
+        dlg.setMinimumDuration(0)
+        w = DownloadWorker(name, self)
+        self.download_worker = w
+        w.progress.connect(lambda d, t: (dlg.setValue(int(1000 * d / max(t, 1))),
+                                         dlg.setLabelText(f"Downloading SAM {name}: {d / 2**20:.0f} / "
+                                                          f"{t / 2**20:.0f} MB")))
+        dlg.canceled.connect(w.token.cancel)
+
+        def done(path):
+            dlg.close()
+            self.download_worker = None
+            self.matte_tools.load_sam(Path(path))
+
+        def failed(msg):
+            dlg.close()
+            self.download_worker = None
+            self.show_error("Download failed", msg)
+
+        w.finished_ok.connect(done)
+        w.failed.connect(failed)
+        w.start()
+
+    def export_mattes(self):
+        if self.project is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export mattes", str(self.project.folder / "mattes.alpha.npz"),
+                                              "Alpha mattes (*.alpha.npz)")
+        if not path:
+            return
+        from harmovid_engine.matte.ops import export_alpha_npz
+
+        try:
+            QApplication.setOverrideCursor(Qt.WaitCursor)
+            for _ in export_alpha_npz(self.project, path):
+                pass
+            self.statusBar().showMessage(f"Mattes written to {path}", 8000)
+        except HarmoVidError as exc:
+            self.show_error("Cannot export mattes", str(exc))
+        finally:
+            QApplication.restoreOverrideCursor()
 
     def preferences(self):
         d = QDialog(self)
@@ -659,6 +785,10 @@ class MainWindow(QMainWindow):
             self.scope_worker.wait()
             self.scope_worker = None
         self.worker.stop()
+        self.matte_tools.close()
+        if self.download_worker is not None:
+            self.download_worker.token.cancel()
+            self.download_worker.wait()
         if self.project is not None:
             self.project.discard_recovery()
         self.qsettings.setValue("geometry", self.saveGeometry())

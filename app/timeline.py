@@ -21,6 +21,7 @@ class Timeline(QWidget):
         self.in_point: int | None = None
         self.out_point: int | None = None
         self.keyframes: set[int] = set()
+        self.review: set[int] = set()  # frames propagation flagged for a person to check
         self.cached: set[int] = set()
         self.fps = 25.0
         self._dragging = False
@@ -70,6 +71,10 @@ class Timeline(QWidget):
         for f in self.keyframes:
             x = self._x(f)
             p.drawEllipse(QRectF(x - 3.5, h - 11, 7, 7))
+        p.setBrush(QColor(230, 70, 60))
+        for f in self.review:
+            x = self._x(f)
+            p.drawRect(QRectF(x - 1.5, h - 20, 3, 7))
         # playhead
         x = self._x(self.frame)
         p.setPen(QPen(QColor(255, 80, 60), 2))

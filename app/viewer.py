@@ -47,6 +47,10 @@ class Viewer(QWidget):
     zoomChanged = Signal(float)
     placementDragged = Signal(float, float, float)
     placementDropped = Signal()
+    # matte mode, in talent pixels: a click (x, y, positive), a box, a brush stroke (points, erase)
+    matteClicked = Signal(float, float, bool)
+    matteBox = Signal(float, float, float, float)
+    matteStroke = Signal(object, bool)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -65,6 +69,11 @@ class Viewer(QWidget):
         self._drag = None
         self._checker = QBrush(checkerboard())
         self.setAcceptDrops(False)
+        self.matte_tool: str | None = None  # "click" | "box" | "brush" while editing the matte
+        self.matte_image: QImage | None = None
+        self.matte_points: list = []
+        self.brush_radius = 20.0
+        self._cursor: QPointF | None = None
 
     # -- content ------------------------------------------------------------------------------------------------
     def set_images(self, images: dict, pass_name: str) -> None:
@@ -76,8 +85,27 @@ class Viewer(QWidget):
         self.mode = mode
         self.update()
 
+    def set_matte_tool(self, tool: str | None) -> None:
+        """Enter matte mode with a tool (the viewer then shows the talent frame and its matte), or leave it."""
+        self.matte_tool = tool
+        if tool is None:
+            self.matte_image = None
+        self.setCursor(Qt.CrossCursor if tool else Qt.ArrowCursor)
+        self.set_zoom(None)
+
+    def set_matte_image(self, img: np.ndarray, points: list, brush_radius: float) -> None:
+        self.matte_image = to_qimage(img)
+        self.matte_points = points
+        self.brush_radius = brush_radius
+        self.update()
+
+    def _shown(self) -> QImage | None:
+        if self.matte_tool and self.matte_image is not None:
+            return self.matte_image
+        return self.images.get("composite")
+
     def image_size(self) -> tuple[int, int] | None:
-        img = self.images.get("composite")
+        img = self._shown()
         return None if img is None else (img.width(), img.height())
 
     # -- geometry -----------------------------------------------------------------------------------------------
@@ -113,6 +141,9 @@ class Viewer(QWidget):
     def paintEvent(self, _):
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(30, 30, 32))
+        if self.matte_tool and self.matte_image is not None:
+            self._paint_matte(p)
+            return
         if not self.images:
             p.setPen(QColor(160, 160, 160))
             p.drawText(self.rect(), Qt.AlignCenter, "Open a project or drop a talent clip here")
@@ -152,9 +183,57 @@ class Viewer(QWidget):
             p.setPen(QColor(255, 200, 80))
             p.drawText(QRectF(8, self.height() - 24, 300, 20), Qt.AlignLeft, "proxy: refining...")
 
+    def _paint_matte(self, p: QPainter) -> None:
+        r = self.image_rect()
+        s = self.current_scale()
+        p.setRenderHint(QPainter.SmoothPixmapTransform, s < 1.0)
+        p.drawImage(r, self.matte_image)
+        p.setRenderHint(QPainter.Antialiasing, True)
+        for (x, y), label in self.matte_points:
+            c = QPointF(r.x() + x * s, r.y() + y * s)
+            p.setPen(QPen(QColor(0, 0, 0), 3))
+            p.setBrush(QColor(60, 220, 90) if label else QColor(235, 60, 60))
+            p.drawEllipse(c, 6, 6)
+        d = self._drag
+        if d and d[0] == "box":
+            a, b = d[1], d[2]
+            p.setPen(QPen(QColor(255, 220, 40), 1.5, Qt.DashLine))
+            p.setBrush(Qt.NoBrush)
+            p.drawRect(QRectF(r.x() + a.x() * s, r.y() + a.y() * s, (b.x() - a.x()) * s, (b.y() - a.y()) * s))
+        if d and d[0] == "brush" and len(d[1]) > 0:
+            colour = QColor(235, 60, 60, 120) if d[2] else QColor(60, 220, 90, 120)
+            p.setPen(QPen(colour, 2 * self.brush_radius * s, Qt.SolidLine, Qt.RoundCap, Qt.RoundJoin))
+            pts = [QPointF(r.x() + x * s, r.y() + y * s) for x, y in d[1]]
+            if len(pts) == 1:
+                p.drawPoint(pts[0])
+            else:
+                p.drawPolyline(pts)
+        if self.matte_tool == "brush" and self._cursor is not None:
+            p.setPen(QPen(QColor(255, 255, 255, 200), 1))
+            p.setBrush(Qt.NoBrush)
+            p.drawEllipse(self._cursor, self.brush_radius * s, self.brush_radius * s)
+        p.setPen(QColor(255, 220, 120))
+        p.drawText(QRectF(8, self.height() - 24, 600, 20), Qt.AlignLeft,
+                   f"matte: {self.matte_tool}  (right-click or Alt: exclude / erase; middle-drag: pan)")
+
+    def _matte_press(self, e) -> bool:
+        if not self.matte_tool or self.matte_image is None or e.button() == Qt.MiddleButton:
+            return False
+        ip = self._image_pos(e.position())
+        negative = e.button() == Qt.RightButton or bool(e.modifiers() & Qt.AltModifier)
+        if self.matte_tool == "click":
+            self.matteClicked.emit(ip.x(), ip.y(), not negative)
+            self._drag = None
+        elif self.matte_tool == "box":
+            self._drag = ("box", ip, ip)
+        else:
+            self._drag = ("brush", [(ip.x(), ip.y())], negative)
+        self.update()
+        return True
+
     # -- interaction --------------------------------------------------------------------------------------------
     def wheelEvent(self, e):
-        if not self.images:
+        if not self.images and self.matte_image is None:
             return
         factor = 1.15 if e.angleDelta().y() > 0 else 1 / 1.15
         before = self.current_scale()
@@ -177,7 +256,9 @@ class Viewer(QWidget):
         return QPointF((pos.x() - r.x()) / s, (pos.y() - r.y()) / s)
 
     def mousePressEvent(self, e):
-        if not self.images:
+        if self._matte_press(e):
+            return
+        if not self.images and self.matte_image is None:
             return
         pos = e.position()
         r = self.image_rect()
@@ -185,7 +266,8 @@ class Viewer(QWidget):
             self._drag = ("wipe", pos)
             self._set_wipe(pos)
             return
-        if e.button() == Qt.LeftButton and self.talent_rect is not None and self.mode in ("composite", "overlay"):
+        if e.button() == Qt.LeftButton and self.talent_rect is not None and self.mode in ("composite", "overlay") \
+                and not self.matte_tool:
             ip = self._image_pos(pos)
             tr = self.talent_rect
             corner = QPointF(tr.right(), tr.bottom())
@@ -207,10 +289,22 @@ class Viewer(QWidget):
         self.update()
 
     def mouseMoveEvent(self, e):
+        if self.matte_tool == "brush":
+            self._cursor = e.position()
+            self.update()
         if not self._drag:
             return
         kind = self._drag[0]
         pos = e.position()
+        if kind == "box":
+            self._drag = ("box", self._drag[1], self._image_pos(pos))
+            self.update()
+            return
+        if kind == "brush":
+            ip = self._image_pos(pos)
+            self._drag[1].append((ip.x(), ip.y()))
+            self.update()
+            return
         if kind == "wipe":
             self._set_wipe(pos)
         elif kind == "pan":
@@ -227,6 +321,13 @@ class Viewer(QWidget):
             self.placementDragged.emit(0.0, 0.0, factor)
 
     def mouseReleaseEvent(self, e):
-        if self._drag and self._drag[0] in ("move", "scale"):
+        d, self._drag = self._drag, None
+        if d and d[0] in ("move", "scale"):
             self.placementDropped.emit()
-        self._drag = None
+        elif d and d[0] == "box":
+            a, b = d[1], d[2]
+            if abs(b.x() - a.x()) > 3 and abs(b.y() - a.y()) > 3:
+                self.matteBox.emit(a.x(), a.y(), b.x(), b.y())
+        elif d and d[0] == "brush":
+            self.matteStroke.emit(list(d[1]), d[2])
+        self.update()

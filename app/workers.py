@@ -32,7 +32,8 @@ def _user_message(exc: BaseException) -> str:
 def snapshot_key(project: Project) -> str:
     import json
 
-    return json.dumps(project.to_dict(), sort_keys=True, default=str)
+    # mattes live in files: edits bump the project's matte revision so cached previews are not reused
+    return json.dumps(project.to_dict(), sort_keys=True, default=str) + f"|matte{getattr(project, '_matte_rev', 0)}"
 
 
 @dataclass(frozen=True)
