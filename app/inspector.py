@@ -32,6 +32,7 @@ FIELDS = [
     ]),
     ("Deflicker", [
         ("render.deflicker", "Deflicker", "bool", None),
+        ("render.deflicker_method", "Method", ["analytic", "learned"], None),
         ("render.deflicker_radius", "Window (frames each side)", "int", (1, 30, 1)),
     ]),
     ("Matte edge", [
@@ -70,6 +71,10 @@ class Inspector(QWidget):
         if kind == "engine":
             w = QComboBox()
             w.addItems(sorted(ENGINES))
+            w.currentTextChanged.connect(lambda v, k=key: self.edited.emit(k, v))
+        elif isinstance(kind, list):
+            w = QComboBox()
+            w.addItems(kind)
             w.currentTextChanged.connect(lambda v, k=key: self.edited.emit(k, v))
         elif kind == "bool":
             w = QCheckBox()

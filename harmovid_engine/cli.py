@@ -71,6 +71,9 @@ def cmd_new(args) -> int:
 def _apply_render_flags(settings, args) -> None:
     if getattr(args, "no_deflicker", False):
         settings.deflicker = False
+    if getattr(args, "deflicker", None):
+        settings.deflicker = True
+        settings.deflicker_method = args.deflicker
     if getattr(args, "no_shadow", False):
         settings.shadow = False
     if getattr(args, "no_light_wrap", False):
@@ -98,6 +101,8 @@ def cmd_render(args) -> int:
         proj.render.engine = args.engine
         proj.render.engine_settings = {}
     _apply_render_flags(proj.render, args)
+    if getattr(args, "checkpoint", None):
+        proj.render.engine_settings["checkpoint"] = str(Path(args.checkpoint).resolve())
     from .engines import create_engine
 
     create_engine(proj.render.engine, proj.render.engine_settings)  # unknown settings: a clear error, now
@@ -280,6 +285,79 @@ def cmd_models(args) -> int:
     return EXIT_OK
 
 
+def cmd_train(args) -> int:
+    from .deflicker.train import Trainer, TrainSettings
+
+    ts = TrainSettings(steps=args.steps, batch=args.batch, frames=args.frames, plates=args.plates, seed=args.seed,
+                       device=args.device, val_clips=[c for c in (args.val_clips or "").split(",") if c])
+    out = Path(args.out)
+    if out.exists() and not args.resume and not args.force:
+        raise HarmoVidError(f"'{out}' exists: pass --resume to continue that run or --force to start over")
+    tr = Trainer(Path(args.data), out, ts, resume=args.resume)
+    if not args.quiet:
+        print(f"training on {', '.join(tr.train_names)}; validating on {', '.join(tr.val_names)}; "
+              f"starting at step {tr.step}", file=sys.stderr)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tr.train_names) + len(tr.val_names), desc="preparing clips", unit="clip",
+               disable=args.quiet, file=sys.stderr)
+    tr.prepare(lambda d, t: bar.update(d - bar.n))
+    bar.close()
+    bar = tqdm(total=ts.steps, initial=tr.step, desc="training", unit="step", disable=args.quiet, file=sys.stderr,
+               dynamic_ncols=True)
+
+    def progress(step, total, loss):
+        bar.update(step - bar.n)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{loss:.4f}", val=f"{tr.history['val'][-1][1]:.4f}" if tr.history["val"] else "-")
+
+    try:
+        hist = tr.run(progress)
+    finally:
+        bar.close()
+    if not args.quiet:
+        val = hist["val"][-1][1] if hist["val"] else float("nan")
+        print(f"{out} (validation loss {val:.4f}; prior only {hist['val_prior']:.4f}); loss curve "
+              f"{out.with_suffix('.loss.png')}")
+    return EXIT_OK
+
+
+def cmd_train_diffusion(args) -> int:
+    from .diffusion.model import PRESETS, vram_estimate_gb
+    from .diffusion.train import DiffusionTrainer, DiffusionTrainSettings
+
+    ts = DiffusionTrainSettings(config=args.config, steps=args.steps, batch=args.batch, device=args.device,
+                                seed=args.seed, max_frames=args.frames,
+                                lr=args.lr if args.lr else (1e-3 if args.config == "tiny" else 1e-5),
+                                clips=[c for c in (args.clips or "").split(",") if c])
+    out = Path(args.out)
+    if (out / "latest").exists() and not args.resume and not args.force:
+        raise HarmoVidError(f"'{out}' holds a run: pass --resume to continue it or --force to start over")
+    if args.config != "tiny" and not args.quiet:
+        cfg = PRESETS[args.config]
+        params = 1.7e9 if args.config == "2b" else 5.6e9
+        print(f"VRAM estimate for {args.config} training at {cfg.width}x{cfg.height}, {cfg.frames} frames: "
+              f"~{vram_estimate_gb(cfg, int(params), True):.0f} GB", file=sys.stderr)
+    tr = DiffusionTrainer(args.data, out, ts, pretrained=args.pretrained, resume=args.resume)
+    from tqdm import tqdm
+
+    bar = tqdm(total=ts.steps, initial=tr.step, desc="training", unit="step", disable=args.quiet, file=sys.stderr,
+               dynamic_ncols=True)
+
+    def progress(step, total, loss):
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}")
+
+    try:
+        tr.run(progress)
+    finally:
+        bar.close()
+    tr.validation_render(out / "validation.png")
+    if not args.quiet:
+        print(f"{out / 'latest'} (loss curve {out / 'loss.png'}, validation render {out / 'validation.png'})")
+    return EXIT_OK
+
+
 def _print_tree(d: dict, indent: int = 0) -> None:
     for k, v in d.items():
         if isinstance(v, dict):
@@ -291,7 +369,11 @@ def _print_tree(d: dict, indent: int = 0) -> None:
 
 # -- parser ---------------------------------------------------------------------------------------------------------
 def _add_render_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-deflicker", action="store_true", help="switch the temporal deflicker off")
+    d = p.add_mutually_exclusive_group()
+    d.add_argument("--no-deflicker", action="store_true", help="switch the temporal deflicker off")
+    d.add_argument("--deflicker", choices=["analytic", "learned"],
+                   help="deflicker method: analytic (default), or learned (the analytic one refined by the shipped "
+                        "network, resources/models/deflicker_learned.pt or $HARMOVID_DEFLICKER_MODEL)")
     p.add_argument("--no-shadow", action="store_true", help="no cast/contact shadow of the talent on the plate")
     p.add_argument("--no-light-wrap", action="store_true", help="no light wrap from the plate onto talent edges")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="an engine setting (repeatable)")
@@ -338,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=int, help="last frame, inclusive (default: out point or last frame)")
     p.add_argument("--engine", choices=sorted(ENGINES), help="override the project's engine")
     p.add_argument("--no-audio", action="store_true", help="do not carry the talent's audio")
+    p.add_argument("--checkpoint", help="diffusion checkpoint folder for --engine harmovid")
     _add_render_flags(p)
     p.set_defaults(func=cmd_render)
 
@@ -382,6 +465,45 @@ def build_parser() -> argparse.ArgumentParser:
     q = msub.add_parser("download", parents=[common], help="download a checkpoint into the user cache (resumable)")
     q.add_argument("name", choices=["vit_b", "vit_l", "vit_h"])
     q.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", parents=[common], help="train a model (learned deflicker)")
+    tsub = p.add_subparsers(dest="train_command", metavar="MODEL")
+    tsub.required = True
+    q = tsub.add_parser("deflicker", parents=[common], help="train the learned lighting deflicker",
+                        description="Train the learned deflicker on a folder laid out like ../shared/data: synthetic "
+                                    "flicker on analytic harmonizations of its clips, validation on held-out clips, "
+                                    "checkpoints (resumable) and a loss curve beside the output.")
+    q.add_argument("--data", required=True, help="folder with clips/NAME.mp4 + NAME.alpha.npz and plates/")
+    q.add_argument("--out", required=True, help="checkpoint to write (.pt); also OUT.loss.png and OUT.log.json")
+    q.add_argument("--steps", type=int, default=2000)
+    q.add_argument("--batch", type=int, default=16)
+    q.add_argument("--frames", type=int, default=120, help="frames per clip used (default 120)")
+    q.add_argument("--plates", type=int, default=3, help="plates per clip (default 3)")
+    q.add_argument("--val-clips", help="comma-separated clip names held out (default: every fourth clip)")
+    q.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--resume", action="store_true", help="continue from --out (model, optimiser, step, history)")
+    q.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    q.set_defaults(func=cmd_train)
+
+    q = tsub.add_parser("diffusion", parents=[common], help="train the HarmoVid video diffusion harmonizer",
+                        description="Train on the three-stage data recipe (pseudo pairs, deflicker refinement, both "
+                                    "paths with asymmetric masks). tiny builds from config alone (CPU); 2b/5b "
+                                    "fine-tune a local pretrained CogVideoX folder (GPU).")
+    q.add_argument("--data", required=True)
+    q.add_argument("--out", required=True, help="run folder (latest/ checkpoint, loss.png, validation.png)")
+    q.add_argument("--config", choices=["tiny", "2b", "5b"], default="tiny")
+    q.add_argument("--pretrained", help="CogVideoX diffusers folder (for 2b/5b)")
+    q.add_argument("--steps", type=int, default=200)
+    q.add_argument("--batch", type=int, default=2)
+    q.add_argument("--lr", type=float)
+    q.add_argument("--frames", type=int, default=60, help="frames read per clip")
+    q.add_argument("--clips", help="comma-separated clip names (default: all; the last is held out)")
+    q.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--resume", action="store_true")
+    q.add_argument("--force", action="store_true")
+    q.set_defaults(func=cmd_train_diffusion)
 
     p = sub.add_parser("demo", parents=[common], help="copy the bundled demo project somewhere editable and print its folder")
     p.add_argument("dest", nargs="?", help="destination folder (default: ~/.local/share/harmovid/demo)")

@@ -53,4 +53,9 @@ def run_method(name: str, talents, alphas, plates, fps: float, engine_settings: 
         return per_frame
     if post == "deflicker":
         return AnalyticDeflicker(deflicker_radius).run_sequence(per_frame, list(talents), list(alphas), list(plates))
+    if post == "learned-deflicker":
+        from ..deflicker.learned import LearnedDeflicker
+
+        return LearnedDeflicker(base_radius=deflicker_radius).run_sequence(per_frame, list(talents), list(alphas),
+                                                                           list(plates))
     raise ValueError(f"unknown method '{name}'")

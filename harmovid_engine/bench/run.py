@@ -43,9 +43,12 @@ def find_data(data_dir: Path) -> tuple[list[str], list[Path]]:
 
 
 def methods_for(engines: list[str]) -> list[str]:
+    from ..deflicker.learned import model_path
+
+    learned = model_path().is_file()
     out = ["composite", "reinhard", "ema"]
     for e in engines:
-        out += [e, f"{e}+deflicker"]
+        out += [e, f"{e}+deflicker"] + ([f"{e}+learned-deflicker"] if learned else [])
     return out
 
 

@@ -58,6 +58,7 @@ def register_engine(cls) -> None:
 
 def load_builtin_engines() -> None:
     from .. import relight  # noqa: F401  (registers "analytic")
+    from ..diffusion import engine  # noqa: F401  (registers "harmovid")
 
 
 def create_engine(name: str, settings: dict | None = None) -> Engine:

@@ -91,6 +91,7 @@ class RenderSettings:
     png_bit_depth: int = 8
     deflicker: bool = True
     deflicker_radius: int = 8  # frames each side
+    deflicker_method: str = "analytic"  # "analytic" | "learned" (the analytic stage refined by the learned model)
     shadow: bool = True
     shadow_opacity: float = 0.35
     shadow_softness: float = 0.04  # fraction of the talent's height

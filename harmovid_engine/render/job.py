@@ -86,6 +86,7 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
         comp.streaming()  # an export reads forward once: keep only the temporal window in memory
     writer = None
     try:
+        comp.prepare_sequence(cancel=cancel)  # whole-clip engines (diffusion) run first, cancellable between steps
         s, e = resolve_range(project, comp.frame_count, start, end)
         w, h = comp.size
         talent_info = comp.talent_src.info

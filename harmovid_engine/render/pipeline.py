@@ -93,9 +93,22 @@ class Compositor:
         if engine_settings is None:
             engine_settings = project.render.engine_settings if name == project.render.engine else {}
         self.engine = create_engine(name, engine_settings)
-        self.deflicker = AnalyticDeflicker(project.render.deflicker_radius) if project.render.deflicker else None
-        self.radius = self.matte.radius + self.engine.radius + (self.deflicker.radius if self.deflicker else 0)
-        cap = 2 * (self.deflicker.radius if self.deflicker else 0) + 8
+        self.learned = None
+        self.deflicker = None
+        if project.render.deflicker:
+            method = getattr(project.render, "deflicker_method", "analytic")
+            if method == "learned":
+                from ..deflicker.learned import LearnedDeflicker
+
+                self.learned = LearnedDeflicker(base_radius=project.render.deflicker_radius)
+                self.deflicker = self.learned.base
+            elif method == "analytic":
+                self.deflicker = AnalyticDeflicker(project.render.deflicker_radius)
+            else:
+                raise HarmoVidError(f"unknown deflicker method '{method}' (analytic or learned)")
+        stage = self.learned or self.deflicker
+        self.radius = self.matte.radius + self.engine.radius + (stage.radius if stage else 0)
+        cap = 2 * (stage.radius if stage else 0) + 8
         self._params = _LRU(cap)
         self._samples = _LRU(cap)
         self._deltas = _LRU(cap)
@@ -175,12 +188,31 @@ class Compositor:
     def _estimate(self, i, talent=None):
         p = self._params.get(i, _MISSING)
         if p is _MISSING:
+            if getattr(self.engine, "sequence", False):  # whole-clip engine (diffusion): prepared once
+                t0 = time.perf_counter()
+                self.prepare_sequence()
+                p = self.engine.field(i)
+                self._tick("harmonize (estimate)", t0)
+                self._params.put(i, p)
+                return p
             lin, alpha = talent or self._talent(i)
             t0 = time.perf_counter()
             p = self.engine.estimate(lin, alpha, self.plate_linear(i), self.placement(i))
             self._tick("harmonize (estimate)", t0)
             self._params.put(i, p)
         return p
+
+    def prepare_sequence(self, cancel=None, progress=None) -> None:
+        """Run a whole-clip engine over the talent clip (once; later calls return at once)."""
+        if not getattr(self.engine, "sequence", False) or self.engine.prepared:
+            return
+
+        def frame(k):
+            lin, alpha = self._talent(k)
+            h, w = alpha.shape
+            return lin, alpha, self._plate_under_talent(k, (w, h))
+
+        self.engine.prepare(self.frame_count, frame, cancel=cancel, progress=progress)
 
     def _plate_under_talent(self, i: int, size: tuple[int, int]) -> np.ndarray:
         """The plate seen from the talent's pixels (inverse placement), at ``size`` = (w, h) of the talent."""
@@ -243,13 +275,26 @@ class Compositor:
         use_deflicker = self.deflicker is not None if deflicker is None else bool(deflicker and self.deflicker)
         if use_deflicker and params is not None:
             self._sample(i, (lin, alpha), harmonized)
-            lo, hi = max(0, i - self.deflicker.radius), min(self.frame_count - 1, i + self.deflicker.radius)
+            last = self.frame_count - 1
+            stage = self.learned or self.deflicker
+            lo, hi = max(0, i - stage.radius), min(last, i + stage.radius)
             deltas = {k: self._delta(k) for k in range(lo + 1, hi + 1)}
             t0 = time.perf_counter()
-            cg, cl = self.deflicker.correction(deltas, i, 0, self.frame_count - 1)
+            cg, cl = self.deflicker.correction(deltas, i, 0, last)
             h, w = alpha.shape
             harmonized = self.deflicker.apply(harmonized, (0, 0, w, h), cg, cl, alpha)
             t0 = self._tick("deflicker", t0)
+            if self.learned is not None:
+                r = self.learned.net_radius
+                window = {}
+                for k in range(max(0, i - r), min(last, i + r) + 1):
+                    s = self._sample(k)
+                    if s is not None:
+                        window[k] = self.learned.corrected_sample(s, *self.deflicker.correction(deltas, k, 0, last))
+                t0 = time.perf_counter()
+                field = self.learned.field(window, i, 0, last)
+                harmonized = self.learned.apply(harmonized, (0, 0, w, h), field, alpha)
+                t0 = self._tick("deflicker (learned)", t0)
         st = self.settings
         if st.light_wrap and st.light_wrap_strength > 0 and params is not None:
             h, w = alpha.shape

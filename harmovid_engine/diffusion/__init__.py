@@ -1,0 +1,1 @@
+"""The HarmoVid video diffusion harmonizer (CogVideoX family): model, data recipe, training, inference."""
