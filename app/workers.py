@@ -181,6 +181,9 @@ class ExportWorker(QThread):
         try:
             for p in render(self.project, self.output, fmt=self.fmt, layer=self.layer, start=self.start_frame,
                             end=self.end_frame, cancel=self.token, scale=self.scale):
+                if p.phase == "denoising":  # a whole-clip engine runs first: report its steps
+                    self.progress.emit(p.done, p.total, float("nan"))
+                    continue
                 self.progress.emit(p.done, p.total, p.eta)
             self.finished_ok.emit(self.output)
         except Cancelled:

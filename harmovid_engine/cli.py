@@ -110,16 +110,25 @@ def cmd_render(args) -> int:
     fmt = args.format or _format_from_name(out)
     cancel = CancelToken()
     previous = signal.signal(signal.SIGTERM, lambda *_: cancel.cancel())
-    bar = None
+    bar = dbar = None
     try:
         for p in render(proj, out, fmt=fmt, layer=args.layer, start=args.start, end=args.end, cancel=cancel,
                         audio=not args.no_audio):
+            if p.phase == "denoising":
+                if dbar is None:
+                    dbar = _progress(p.total, "denoising", not args.quiet)
+                dbar.update(p.done - dbar.n)
+                continue
+            if dbar is not None:
+                dbar.close()
+                dbar = None
             if bar is None:
                 bar = _progress(p.total, f"render {out.name}", not args.quiet)
             bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        for b in (bar, dbar):
+            if b is not None:
+                b.close()
         signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         print(f"wrote {out}")

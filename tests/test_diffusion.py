@@ -199,3 +199,33 @@ def test_render_with_the_diffusion_engine(tmp_path, tiny):
     assert main(["render", str(proj), "-o", str(out), "--engine", "harmovid", "-q"]) == 2
     assert main(["render", str(proj), "-o", str(out), "--engine", "harmovid", "--checkpoint", str(tmp_path),
                  "-q"]) == 2
+
+
+def test_render_streams_denoising_previews_then_frames(tmp_path, tiny):
+    import cv2
+
+    from harmovid_engine.colour import to_linear
+    from harmovid_engine.media.writer import open_writer
+    from harmovid_engine.project import create_project
+    from harmovid_engine.render import CancelToken, render
+
+    tiny.save(tmp_path / "ck")
+    talent = tmp_path / "t.mp4"
+    with open_writer("h264", talent, 64, 64, 25, crf=10) as wr:
+        for k in range(9):
+            wr.write(to_linear(np.full((64, 64, 3), 60 + 10 * k, np.uint8)))
+    plate = tmp_path / "p.png"
+    cv2.imwrite(str(plate), np.full((64, 64, 3), 120, np.uint8))
+    proj = create_project(tmp_path / "proj", talent, plate)
+    proj.render.engine = "harmovid"
+    proj.render.engine_settings = {"checkpoint": str(tmp_path / "ck"), "steps": 3}
+    got = list(render(proj, tmp_path / "o.mp4"))
+    steps = [p for p in got if p.phase == "denoising"]
+    assert [p.done for p in steps] == [1, 2, 3] and steps[0].preview.shape == (9, 3, 32, 32)
+    assert [p.index for p in got if p.phase == "render"] == list(range(9))
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        for p in render(proj, tmp_path / "o2.mp4", cancel=token):
+            if p.phase == "denoising" and p.done == 1:
+                token.cancel()
+    assert not (tmp_path / "o2.mp4").exists()

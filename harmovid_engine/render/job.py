@@ -49,6 +49,8 @@ class RenderProgress:
     total: int
     elapsed: float  # seconds
     frame: np.ndarray | None = None  # (H, W, 3) float32 linear, when the caller asked for frames
+    phase: str = "render"  # "denoising" while a whole-clip engine runs first (index -1, done/total = steps)
+    preview: np.ndarray | None = None  # denoising: the predicted clean clip so far, (F, 3, h, w) in [-1, 1]
 
     @property
     def eta(self) -> float:
@@ -64,6 +66,42 @@ def resolve_range(project: Project, n: int, start: int | None, end: int | None) 
     if not s <= e_incl < n:
         raise HarmoVidError(f"end frame {e_incl} is outside {s}..{n - 1}")
     return s, e_incl + 1
+
+
+def _prepare_with_previews(comp: Compositor, cancel: CancelToken):
+    """Run ``comp.prepare_sequence`` in a thread and yield its denoising steps (with previews) as they come."""
+    engine = comp.engine
+    if not getattr(engine, "sequence", False) or engine.prepared:
+        return
+    import queue
+
+    q: queue.Queue = queue.Queue()
+    t0 = time.perf_counter()
+    engine.preview = lambda k, n, x0: q.put(("step", k, n, x0.numpy() if hasattr(x0, "numpy") else x0))
+
+    def work():
+        try:
+            comp.prepare_sequence(cancel=cancel)
+            q.put(("done",))
+        except BaseException as exc:  # handed to the generator's thread
+            q.put(("error", exc))
+
+    th = threading.Thread(target=work, daemon=True)
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if item[0] == "done":
+                break
+            if item[0] == "error":
+                raise item[1]
+            _, k, n, x0 = item
+            yield RenderProgress(-1, k, n, time.perf_counter() - t0, phase="denoising", preview=x0)
+    finally:
+        if th.is_alive():  # the consumer stopped early (closed the generator): stop the denoising too
+            cancel.cancel()
+        th.join()
+        engine.preview = None
 
 
 def render(project: Project, output: str | Path, fmt: str | None = None, layer: str | None = None,
@@ -86,7 +124,8 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
         comp.streaming()  # an export reads forward once: keep only the temporal window in memory
     writer = None
     try:
-        comp.prepare_sequence(cancel=cancel)  # whole-clip engines (diffusion) run first, cancellable between steps
+        # whole-clip engines (diffusion) run first, cancellable between steps, their previews streamed
+        yield from _prepare_with_previews(comp, cancel)
         s, e = resolve_range(project, comp.frame_count, start, end)
         w, h = comp.size
         talent_info = comp.talent_src.info
