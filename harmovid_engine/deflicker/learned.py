@@ -230,8 +230,26 @@ class LearnedDeflicker:
     def _small(self, s: Sample):
         return small_sample(s, self.cfg.size)
 
-    def field(self, samples: dict, t: int, first: int, last: int) -> np.ndarray | None:
-        """(N, N, 3) log-gain correction for frame t from the samples of its window (missing frames: clamped)."""
+    def global_gate(self, deltas: dict | None, t: int, first: int, last: int) -> float:
+        """How much of the field's global (talent-wide) part to keep, 0..1, from the residual global jitter.
+
+        The analytic stage measured the global lighting change of every pair of frames. Real footage harmonized on
+        a still plate changes by a few thousandths between frames; per-frame harmonization flicker by a few
+        hundredths. Only where the window shows such jitter may the learned stage move the talent's overall level:
+        on stable input a per-pixel filter's mean is motion bias, not flicker."""
+        if deltas is None:
+            return 1.0
+        r = self.net_radius
+        g = [float(np.mean(deltas[k].glob) - np.mean(deltas[k].plate))
+             for k in range(max(first + 1, t - r), min(last, t + r) + 1) if k in deltas]
+        if len(g) < 2:
+            return 0.0
+        return float(np.clip((np.std(g) - 0.005) / 0.01, 0.0, 1.0))
+
+    def field(self, samples: dict, t: int, first: int, last: int, deltas: dict | None = None) -> np.ndarray | None:
+        """(N, N, 3) log-gain correction for frame t from the samples of its window (missing frames: clamped).
+
+        ``deltas``: the analytic stage's pair deltas over the window, for the global gate (None: no gate)."""
         torch = self.torch
         r, n = self.net_radius, self.cfg.size
         if samples.get(t) is None:
@@ -264,7 +282,12 @@ class LearnedDeflicker:
             feats, prior = window_features(torch, torch.from_numpy(logs)[None], torch.from_numpy(alphas)[None],
                                            torch.from_numpy(flows)[None], torch.from_numpy(plate_d)[None], self.cfg)
             c = smooth_field(torch, self.net(feats, prior), self.cfg.smooth)
-        return (self.strength * c[0]).permute(1, 2, 0).numpy().astype(np.float32)
+        f = (self.strength * c[0]).permute(1, 2, 0).numpy().astype(np.float32)
+        gate = self.global_gate(deltas, t, first, last)
+        inside = smalls[t][1] > 0.5
+        if gate < 1.0 and inside.any():
+            f = f - (1.0 - gate) * f[inside].mean(0)
+        return f
 
     @staticmethod
     def apply(out: np.ndarray, roi, field: np.ndarray | None, alpha: np.ndarray | None = None) -> np.ndarray:
@@ -284,11 +307,18 @@ class LearnedDeflicker:
         roi = alpha_roi(alphas)
         if roi is None:
             return list(outputs)
-        outputs = self.base.run_sequence(outputs, inputs, alphas, plates)
         still = plates is None or all(p is plates[0] for p in plates)
-        samples = {t: make_sample(outputs[t], inputs[t], alphas[t], None if plates is None else plates[t], roi, still)
-                   for t in range(n)}
-        return [self.apply(outputs[t], roi, self.field(samples, t, 0, n - 1), alphas[t]) for t in range(n)]
+        raw = [make_sample(outputs[t], inputs[t], alphas[t], None if plates is None else plates[t], roi, still)
+               for t in range(n)]
+        base = self.base
+        deltas = {t: base.pair_delta(raw[t - 1], raw[t]) for t in range(1, n)}
+        corr = [base.correction(deltas, t, 0, n - 1) for t in range(n)]
+        samples = {t: self.corrected_sample(raw[t], *corr[t]) for t in range(n)}
+        res = []
+        for t in range(n):
+            out = base.apply(outputs[t], roi, *corr[t], alphas[t])
+            res.append(self.apply(out, roi, self.field(samples, t, 0, n - 1, deltas), alphas[t]))
+        return res
 
     def corrected_sample(self, s: Sample, glob, local) -> Sample:
         """A neighbour's sample as the analytic stage corrects it (what the network sees)."""

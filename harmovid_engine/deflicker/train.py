@@ -313,8 +313,8 @@ class Trainer:
                 self.save()
             if progress:
                 progress(self.step, self.ts.steps, float(loss.detach()))
-        self.save()
         self.history["seconds"] = self.history.get("seconds", 0) + time.time() - t0
+        self.save()
         return self.history
 
     def save(self) -> None:

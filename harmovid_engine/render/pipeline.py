@@ -292,7 +292,7 @@ class Compositor:
                     if s is not None:
                         window[k] = self.learned.corrected_sample(s, *self.deflicker.correction(deltas, k, 0, last))
                 t0 = time.perf_counter()
-                field = self.learned.field(window, i, 0, last)
+                field = self.learned.field(window, i, 0, last, deltas)
                 harmonized = self.learned.apply(harmonized, (0, 0, w, h), field, alpha)
                 t0 = self._tick("deflicker (learned)", t0)
         st = self.settings
