@@ -106,6 +106,10 @@ def cmd_render(args) -> int:
     from .engines import create_engine
 
     create_engine(proj.render.engine, proj.render.engine_settings)  # unknown settings: a clear error, now
+    if proj.render.engine == "harmovid" and not args.quiet:
+        from .diffusion.model import checkpoint_summary
+
+        print(checkpoint_summary(proj.render.engine_settings["checkpoint"]), file=sys.stderr)
     out = Path(args.output)
     fmt = args.format or _format_from_name(out)
     cancel = CancelToken()

@@ -198,3 +198,24 @@ def test_render_with_learned_deflicker_chunked_equals_long(tmp_path, small_model
     monkeypatch.setenv("HARMOVID_DEFLICKER_MODEL", str(tmp_path / "missing.pt"))
     with pytest.raises(ModelError, match="does not exist"):
         Compositor(proj)
+
+
+def test_cli_selects_the_learned_deflicker(tmp_path):
+    from harmovid_engine.cli import main
+    from harmovid_engine.media.writer import open_writer
+    from harmovid_engine.project import Project
+
+    talent = tmp_path / "t.mp4"
+    with open_writer("h264", talent, 64, 64, 25) as wr:
+        for k in range(4):
+            wr.write(to_linear(np.full((64, 64, 3), 50 + k, np.uint8)))
+    plate = tmp_path / "p.png"
+    cv2.imwrite(str(plate), np.full((64, 64, 3), 80, np.uint8))
+    assert main(["new", str(tmp_path / "a"), "--fg", str(talent), "--plate", str(plate), "--deflicker", "learned",
+                 "-q"]) == 0
+    p = Project.open(tmp_path / "a")
+    assert p.render.deflicker and p.render.deflicker_method == "learned"
+    with pytest.raises(SystemExit) as e:  # contradictory flags are refused by the parser (usage, status 2)
+        main(["new", str(tmp_path / "b"), "--fg", str(talent), "--plate", str(plate), "--deflicker", "learned",
+              "--no-deflicker", "-q"])
+    assert e.value.code == 2

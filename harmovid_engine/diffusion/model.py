@@ -263,3 +263,17 @@ def vram_estimate_gb(cfg: DiffusionConfig, params: int, train: bool, dtype_bytes
     opt = params * (4 + 4 + 4) if train else 0  # fp32 master grads + two Adam moments
     act = tokens * 3072 * 30 * dtype_bytes * (4 if train else 1)
     return (weights + opt + act) / 2**30 + 1.0
+
+
+def checkpoint_summary(folder) -> str:
+    """One line for the user before a run: configuration, size and a VRAM estimate for inference."""
+    folder = Path(folder)
+    try:
+        cfg = DiffusionConfig(**json.loads((folder / "harmovid.json").read_text())["config"])
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ModelError(f"'{folder}' is not a HarmoVid diffusion checkpoint (no readable harmovid.json)") from e
+    weights = sum(p.stat().st_size for p in (folder / "transformer").glob("*.safetensors"))
+    params = weights // 4  # saved in fp32
+    return (f"diffusion model '{cfg.name}': {params / 1e6:.2f} M transformer parameters, {cfg.width}x{cfg.height}, "
+            f"{cfg.frames} frames per window; inference needs about {vram_estimate_gb(cfg, params, False):.1f} GB "
+            "of GPU memory in bf16 (or runs on the CPU)")
