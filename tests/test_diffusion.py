@@ -172,6 +172,14 @@ def test_one_training_step_runs_both_paths_with_a_finite_loss(trainer):
     assert (trainer.out / "latest" / "harmovid.json").exists() and (trainer.out / "loss.png").exists()
     loaded = HarmoVidModel.load(trainer.out / "latest")
     assert loaded.cfg == DiffusionConfig()
+    from harmovid_engine.diffusion.train import DiffusionTrainer
+
+    ts = trainer.ts
+    ts.steps = 2
+    again = DiffusionTrainer(trainer.data, trainer.out, ts, resume=True)
+    assert again.step == 1 and len(again.history["train"]) == 1  # resumed, not restarted
+    again.run()
+    assert again.step == 2 and len(again.history["train"]) == 2
 
 
 def test_render_with_the_diffusion_engine(tmp_path, tiny):
