@@ -79,6 +79,26 @@ def alpha_roi(alphas, pad: int = 4):
     return max(0, xs.min() - pad), max(0, ys.min() - pad), min(w, xs.max() + 1 + pad), min(h, ys.max() + 1 + pad)
 
 
+def apply_log_gain(out: np.ndarray, roi, field: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """``out`` with ``roi`` multiplied by ``exp(field)`` (field at the roi's size), weighted by ``alpha`` there."""
+    x0, y0, x1, y1 = roi
+    if alpha is not None:
+        field = field * alpha[y0:y1, x0:x1, None]
+    res = out.copy()
+    res[y0:y1, x0:x1] = out[y0:y1, x0:x1] * np.exp(field)
+    return res
+
+
+def sequence_samples(outputs, inputs, alphas, plates=None):
+    """(roi, samples) of a whole in-memory sequence, or (None, None) when every matte is empty."""
+    roi = alpha_roi(alphas)
+    if roi is None:
+        return None, None
+    still = plates is None or all(p is plates[0] for p in plates)
+    return roi, [make_sample(outputs[t], inputs[t], alphas[t], None if plates is None else plates[t], roi, still)
+                 for t in range(len(outputs))]
+
+
 def _norm_grey(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Brightness-normalised grey uint8 for flow (flicker must not look like motion)."""
     y = np.log(np.maximum(rgb @ LUMA_709, 1e-4))
@@ -175,22 +195,15 @@ class AnalyticDeflicker:
         if roi is None:
             return out
         x0, y0, x1, y1 = roi
-        res = out.copy()
-        field = cv2.resize(local, (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC) + glob
-        if alpha is not None:
-            field = field * alpha[y0:y1, x0:x1, None]
-        res[y0:y1, x0:x1] = out[y0:y1, x0:x1] * np.exp(field)
-        return res
+        return apply_log_gain(out, roi, cv2.resize(local, (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC) + glob,
+                              alpha)
 
     def run_sequence(self, outputs, inputs, alphas, plates=None):
         """Deflicker a whole sequence in memory (benchmarks, tests): lists of canvas-size float32 linear frames."""
         n = len(outputs)
-        roi = alpha_roi(alphas)
+        roi, samples = sequence_samples(outputs, inputs, alphas, plates)
         if roi is None:
             return list(outputs)
-        still = plates is None or all(p is plates[0] for p in plates)
-        samples = [make_sample(outputs[t], inputs[t], alphas[t], None if plates is None else plates[t], roi, still)
-                   for t in range(n)]
         deltas = {t: self.pair_delta(samples[t - 1], samples[t]) for t in range(1, n)}
         res = []
         for t in range(n):

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelError
-from .analytic import AnalyticDeflicker, Sample, _norm_grey, alpha_roi, make_sample
+from .analytic import AnalyticDeflicker, Sample, _norm_grey, apply_log_gain, sequence_samples
 
 FORMAT = "harmovid-learned-deflicker"
 VERSION = 1
@@ -294,22 +294,14 @@ class LearnedDeflicker:
         if roi is None or field is None:
             return out
         x0, y0, x1, y1 = roi
-        res = out.copy()
-        f = cv2.resize(field, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-        if alpha is not None:
-            f = f * alpha[y0:y1, x0:x1, None]
-        res[y0:y1, x0:x1] = out[y0:y1, x0:x1] * np.exp(f)
-        return res
+        return apply_log_gain(out, roi, cv2.resize(field, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR), alpha)
 
     def run_sequence(self, outputs, inputs, alphas, plates=None):
         """Deflicker a whole sequence in memory (benchmarks, tests): lists of canvas-size float32 linear frames."""
         n = len(outputs)
-        roi = alpha_roi(alphas)
+        roi, raw = sequence_samples(outputs, inputs, alphas, plates)
         if roi is None:
             return list(outputs)
-        still = plates is None or all(p is plates[0] for p in plates)
-        raw = [make_sample(outputs[t], inputs[t], alphas[t], None if plates is None else plates[t], roi, still)
-               for t in range(n)]
         base = self.base
         deltas = {t: base.pair_delta(raw[t - 1], raw[t]) for t in range(1, n)}
         corr = [base.correction(deltas, t, 0, n - 1) for t in range(n)]

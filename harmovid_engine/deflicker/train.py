@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import HarmoVidError
 from .analytic import alpha_roi, make_sample
+from ..training import finish, record_step
 from .learned import (DeflickerConfig, build_net, load_checkpoint, make_flow, save_checkpoint, small_sample,
                       smooth_field, window_features)
 
@@ -305,17 +306,8 @@ class Trainer:
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()
-            self.step += 1
-            self.history["train"].append((self.step, float(loss.detach())))
-            if self.step % self.ts.val_every == 0 or self.step == self.ts.steps:
-                self.history["val"].append((self.step, self.validate()))
-            if self.step % self.ts.ckpt_every == 0 or self.step == self.ts.steps:
-                self.save()
-            if progress:
-                progress(self.step, self.ts.steps, float(loss.detach()))
-        self.history["seconds"] = self.history.get("seconds", 0) + time.time() - t0
-        self.save()
-        return self.history
+            record_step(self, float(loss.detach()), progress)
+        return finish(self, t0)
 
     def save(self) -> None:
         meta = {"history": self.history, "train_clips": self.train_names, "val_clips": self.val_names,

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import HarmoVidError
+from ..training import finish, record_step
 from .data import PseudoPairs, load_clips, load_plates
 from .model import PRESETS, HarmoVidModel
 
@@ -129,17 +130,8 @@ class DiffusionTrainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.transformer.parameters(), 1.0)
             self.opt.step()
-            self.step += 1
-            self.history["train"].append((self.step, float(loss.detach())))
-            if self.step % self.ts.val_every == 0 or self.step == self.ts.steps:
-                self.history["val"].append((self.step, self.validate()))
-            if self.step % self.ts.ckpt_every == 0 or self.step == self.ts.steps:
-                self.save()
-            if progress:
-                progress(self.step, self.ts.steps, float(loss.detach()))
-        self.history["seconds"] = self.history.get("seconds", 0) + time.time() - t0
-        self.save()
-        return self.history
+            record_step(self, float(loss.detach()), progress)
+        return finish(self, t0)
 
     def save(self) -> None:
         torch = self.torch
