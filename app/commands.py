@@ -17,9 +17,12 @@ def get_setting(project, key: str):
     if group == "render":
         return getattr(project.render, name)
     if group == "engine":
-        from harmovid_engine.engines import create_engine
+        from harmovid_engine.engines import ENGINES, load_builtin_engines
 
-        return project.render.engine_settings.get(name, create_engine(project.render.engine).defaults.get(name))
+        load_builtin_engines()
+        cls = ENGINES.get(project.render.engine)
+        default = cls.defaults.get(name) if cls is not None else None
+        return project.render.engine_settings.get(name, default)
     if group == "matte":
         return getattr(project.matte, name)
     if group == "placement":

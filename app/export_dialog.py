@@ -53,8 +53,11 @@ class ExportDialog(QDialog):
         lay.addLayout(form)
         self.progress = QProgressBar()
         self.status = QLabel("")
+        self.forming = QLabel()  # the diffusion engine's predicted clip, step by step
+        self.forming.setVisible(False)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
+        lay.addWidget(self.forming)
         buttons = QHBoxLayout()
         self.export_button = QPushButton("Export")
         self.export_button.setDefault(True)
@@ -97,6 +100,7 @@ class ExportDialog(QDialog):
         self.worker = ExportWorker(proj, self.dest.text(), self.format.currentData(), start, end,
                                    scale=self.size.currentData(), layer=self.layer.currentData(), parent=self)
         self.worker.progress.connect(self._progress)
+        self.worker.denoising.connect(self._denoising)
         self.worker.finished_ok.connect(self._finished)
         self.worker.failed.connect(self._failed)
         self.worker.cancelled.connect(self._cancelled)
@@ -110,7 +114,22 @@ class ExportDialog(QDialog):
             self.status.setText("Cancelling...")
             self.worker.cancel()
 
+    def _denoising(self, step, steps, img):
+        self.progress.setMaximum(steps)
+        self.progress.setValue(step)
+        self.status.setText(f"Diffusion: denoising step {step} of {steps} (the middle frame as it forms)")
+        if img is not None:
+            from PySide6.QtGui import QPixmap
+
+            from .viewer import to_qimage
+
+            pm = QPixmap.fromImage(to_qimage(img))
+            self.forming.setPixmap(pm.scaled(256, 256, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+            self.forming.setVisible(True)
+        self.last_denoising = (step, steps)
+
     def _progress(self, done, total, eta):
+        self.forming.setVisible(False)
         self.progress.setMaximum(total)
         self.progress.setValue(done)
         eta_text = "" if eta != eta else f", about {int(eta) // 60}:{int(eta) % 60:02d} left"

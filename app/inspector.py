@@ -104,8 +104,9 @@ class Inspector(QWidget):
             except KeyError:
                 continue
             enabled = True
-            if key.startswith("engine."):
-                enabled = project.render.engine != "none"
+            if key.startswith("engine."):  # only the settings the chosen engine has
+                cls = ENGINES.get(project.render.engine)
+                enabled = cls is not None and key.split(".", 1)[1] in cls.defaults
             w.blockSignals(True)
             if isinstance(w, QComboBox):
                 w.setCurrentText(str(v))

@@ -13,6 +13,7 @@ import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from harmovid_engine.errors import Cancelled, HarmoVidError
@@ -162,6 +163,7 @@ class ExportWorker(QThread):
     finished_ok(path), failed(message), cancelled()."""
 
     progress = Signal(int, int, float)
+    denoising = Signal(int, int, object)  # step, steps, uint8 RGB image of the clip's middle frame as it forms
     finished_ok = Signal(str)
     failed = Signal(str)
     cancelled = Signal()
@@ -181,8 +183,12 @@ class ExportWorker(QThread):
         try:
             for p in render(self.project, self.output, fmt=self.fmt, layer=self.layer, start=self.start_frame,
                             end=self.end_frame, cancel=self.token, scale=self.scale):
-                if p.phase == "denoising":  # a whole-clip engine runs first: report its steps
-                    self.progress.emit(p.done, p.total, float("nan"))
+                if p.phase == "denoising":  # a whole-clip engine runs first: show the clip forming
+                    img = None
+                    if p.preview is not None and len(p.preview):
+                        mid = np.asarray(p.preview[len(p.preview) // 2]).transpose(1, 2, 0)
+                        img = np.clip((mid + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+                    self.denoising.emit(p.done, p.total, img)
                     continue
                 self.progress.emit(p.done, p.total, p.eta)
             self.finished_ok.emit(self.output)
