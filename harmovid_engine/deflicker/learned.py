@@ -230,6 +230,10 @@ class LearnedDeflicker:
     def _small(self, s: Sample):
         return small_sample(s, self.cfg.size)
 
+    def small(self, s: Sample):
+        """The network's view of a sample; pass these to ``field`` when a frame serves several windows."""
+        return small_sample(s, self.cfg.size)
+
     def global_gate(self, deltas: dict | None, t: int, first: int, last: int) -> float:
         """How much of the field's global (talent-wide) part to keep, 0..1, from the residual global jitter.
 
@@ -260,8 +264,8 @@ class LearnedDeflicker:
             s = samples.get(kk)
             if s is None:
                 s = samples[t]
-            if kk not in smalls:
-                smalls[kk] = self._small(s)
+            if kk not in smalls:  # a Sample, or its small form already made by the caller (``small()``)
+                smalls[kk] = s if isinstance(s, tuple) else self._small(s)
         order = [min(max(k, first), last) for k in range(t - r, t + r + 1)]
         logs = np.stack([smalls[k][0] for k in order]).transpose(0, 3, 1, 2)
         alphas = np.stack([smalls[k][1] for k in order])[:, None]
@@ -305,7 +309,7 @@ class LearnedDeflicker:
         base = self.base
         deltas = {t: base.pair_delta(raw[t - 1], raw[t]) for t in range(1, n)}
         corr = [base.correction(deltas, t, 0, n - 1) for t in range(n)]
-        samples = {t: self.corrected_sample(raw[t], *corr[t]) for t in range(n)}
+        samples = {t: self.small(self.corrected_sample(raw[t], *corr[t])) for t in range(n)}
         res = []
         for t in range(n):
             out = base.apply(outputs[t], roi, *corr[t], alphas[t])

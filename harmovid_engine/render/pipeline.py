@@ -112,6 +112,7 @@ class Compositor:
         self._params = _LRU(cap)
         self._samples = _LRU(cap)
         self._deltas = _LRU(cap)
+        self._learned_small = _LRU(cap)  # the learned deflicker's view of each frame (analytic-corrected, 64 px)
 
     def placement(self, i: int) -> tuple[float, float, float]:
         """(x, y, scale) of the talent on the output canvas at frame i."""
@@ -288,9 +289,15 @@ class Compositor:
                 r = self.learned.net_radius
                 window = {}
                 for k in range(max(0, i - r), min(last, i + r) + 1):
-                    s = self._sample(k)
-                    if s is not None:
-                        window[k] = self.learned.corrected_sample(s, *self.deflicker.correction(deltas, k, 0, last))
+                    small = self._learned_small.get(k)
+                    if small is None:
+                        s = self._sample(k)
+                        if s is None:
+                            continue
+                        small = self.learned.small(
+                            self.learned.corrected_sample(s, *self.deflicker.correction(deltas, k, 0, last)))
+                        self._learned_small.put(k, small)
+                    window[k] = small
                 t0 = time.perf_counter()
                 field = self.learned.field(window, i, 0, last, deltas)
                 harmonized = self.learned.apply(harmonized, (0, 0, w, h), field, alpha)
