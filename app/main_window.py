@@ -842,6 +842,7 @@ class _ReplaceMedia(QUndoCommand):
             self.window.frame_count, self.window.fps = info.frame_count, float(info.fps)
             self.window.timeline.set_clip(info.frame_count, float(info.fps))
             self.window.scope.reset(info.frame_count)
+            self.window.matte_tools.reset()  # the matte tools read the talent: drop the old clip
             self.window.seek(min(self.window.frame, info.frame_count - 1))
         self.window.project_changed(self.role)
 
