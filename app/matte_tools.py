@@ -223,6 +223,8 @@ class MatteTools(QObject):
         self.sam_worker.start()
         self.status = "no SAM model loaded: brush and keying work; Matte > Load SAM Model for clicks"
         self.prop_worker: PropagateWorker | None = None
+        self.progress = (0, 1)  # done, total of the running propagation
+        self.last_answer = None  # SAM's last answer, for cycling its candidates
         self._src = None
         self._stage = None
         self._frame = None  # (index, rgb8, alpha)
@@ -408,7 +410,7 @@ class MatteTools(QObject):
 
     def cycle_candidate(self):
         """Show SAM's next candidate mask for the last click (the ambiguity of a single point)."""
-        ans = getattr(self, "last_answer", None)
+        ans = self.last_answer
         if ans is None or len(ans.scores) < 2:
             return
         ans.best = (ans.best + 1) % len(ans.scores)
@@ -502,6 +504,7 @@ class MatteTools(QObject):
         backup = p.cache_dir / "matte_undo" / uuid.uuid4().hex
         _copy_mattes(p.mattes_dir, backup / "before")
         self._prop_backup = (backup, copy.deepcopy(p.matte))
+        self.progress = (0, 1)
         self.prop_worker = PropagateWorker(p, keys, self.sam, self)
         self.prop_worker.progress.connect(self._prop_progress)
         self.prop_worker.finished_ok.connect(lambda m: self._prop_done(m, "done"))
@@ -687,7 +690,7 @@ class MattePanel(QWidget):
         running = t.prop_worker is not None
         self.prop.setEnabled(p is not None and not running)
         self.cancel.setEnabled(running)
-        done, total = getattr(t, "progress", (0, 1)) if running else (0, 1)
+        done, total = t.progress if running else (0, 1)
         self.bar.setRange(0, max(total, 1))
         self.bar.setValue(done)
         self.status.setText(t.status)

@@ -13,6 +13,28 @@ from harmovid_engine.diffusion.sampling import blend_weights, harmonize_clip, wi
 from harmovid_engine.errors import Cancelled, ModelError  # noqa: E402
 
 
+def diffusion_project(tmp_path, model, frames: int = 9, steps: int = 3):
+    """A 64 px project whose engine is ``harmovid`` with ``model`` saved as its checkpoint."""
+    import cv2
+
+    from harmovid_engine.colour import to_linear
+    from harmovid_engine.media.writer import open_writer
+    from harmovid_engine.project import create_project
+
+    model.save(tmp_path / "ck")
+    talent = tmp_path / "t.mp4"
+    with open_writer("h264", talent, 64, 64, 25, crf=10) as wr:
+        for k in range(frames):
+            wr.write(to_linear(np.full((64, 64, 3), 60 + 10 * k, np.uint8)))
+    plate = tmp_path / "p.png"
+    cv2.imwrite(str(plate), np.full((64, 64, 3), 120, np.uint8))
+    proj = create_project(tmp_path / "proj", talent, plate)
+    proj.render.engine = "harmovid"
+    proj.render.engine_settings = {"checkpoint": str(tmp_path / "ck"), "steps": steps}
+    proj.save()
+    return proj
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return HarmoVidModel.tiny(seed=0)
@@ -89,10 +111,6 @@ def test_two_window_inference_is_seamless(tiny):
     L = 5  # latent frames of 17 pixel frames; windows (0, 3) and (2, 5)
     glob = torch.linspace(-1, 1, L).view(1, L, 1, 1, 1).expand(1, L, 4, 16, 16)
     seen = []
-
-    class Probe:
-        def __init__(self):
-            self.start = 0
 
     def predict(noisy, cond, t):
         # which window is this? the conditioning slice tells: compare with the full conditioning
@@ -210,23 +228,9 @@ def test_render_with_the_diffusion_engine(tmp_path, tiny):
 
 
 def test_render_streams_denoising_previews_then_frames(tmp_path, tiny):
-    import cv2
-
-    from harmovid_engine.colour import to_linear
-    from harmovid_engine.media.writer import open_writer
-    from harmovid_engine.project import create_project
     from harmovid_engine.render import CancelToken, render
 
-    tiny.save(tmp_path / "ck")
-    talent = tmp_path / "t.mp4"
-    with open_writer("h264", talent, 64, 64, 25, crf=10) as wr:
-        for k in range(9):
-            wr.write(to_linear(np.full((64, 64, 3), 60 + 10 * k, np.uint8)))
-    plate = tmp_path / "p.png"
-    cv2.imwrite(str(plate), np.full((64, 64, 3), 120, np.uint8))
-    proj = create_project(tmp_path / "proj", talent, plate)
-    proj.render.engine = "harmovid"
-    proj.render.engine_settings = {"checkpoint": str(tmp_path / "ck"), "steps": 3}
+    proj = diffusion_project(tmp_path, tiny)
     got = list(render(proj, tmp_path / "o.mp4"))
     steps = [p for p in got if p.phase == "denoising"]
     assert [p.done for p in steps] == [1, 2, 3] and steps[0].preview.shape == (9, 3, 32, 32)

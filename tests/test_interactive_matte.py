@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -131,27 +131,13 @@ def test_propagate_to_the_end_flags_and_updates_the_preview(qtbot, window, demo)
 
 
 def test_export_with_the_diffusion_engine_shows_the_clip_forming(qtbot, window, tmp_path):  # noqa: F811
-    import cv2
-
-    from harmovid_engine.colour import to_linear
+    pytest.importorskip("diffusers")
     from harmovid_engine.diffusion.model import HarmoVidModel
     from harmovid_engine.media import probe
-    from harmovid_engine.media.writer import open_writer
-    from harmovid_engine.project import create_project
+    from test_diffusion import diffusion_project
     from test_studio import _export
 
-    pytest.importorskip("diffusers")
-    HarmoVidModel.tiny().save(tmp_path / "ck")
-    talent = tmp_path / "t.mp4"
-    with open_writer("h264", talent, 64, 64, 25, crf=10) as wr:
-        for k in range(9):
-            wr.write(to_linear(np.full((64, 64, 3), 60 + 10 * k, np.uint8)))
-    plate = tmp_path / "p.png"
-    cv2.imwrite(str(plate), np.full((64, 64, 3), 120, np.uint8))
-    proj = create_project(tmp_path / "proj", talent, plate)
-    proj.render.engine = "harmovid"
-    proj.render.engine_settings = {"checkpoint": str(tmp_path / "ck"), "steps": 3}
-    proj.save()
+    proj = diffusion_project(tmp_path, HarmoVidModel.tiny())
     assert window.open_project(proj.folder)
     result, dlg = _export(qtbot, window, tmp_path / "out.mp4")
     assert result == "ok" and probe(tmp_path / "out.mp4").frame_count == 9

@@ -215,7 +215,7 @@ class LearnedDeflicker:
     """Same role as ``AnalyticDeflicker``: a temporal stage correcting harmonized talent frames. It runs the analytic
     deflicker (radius ``base_radius``) first and refines its output, so its own radius is the sum of both."""
 
-    def __init__(self, checkpoint=None, strength: float = 1.0, base_radius: int = 8, threads: int | None = None):
+    def __init__(self, checkpoint=None, strength: float = 1.0, base_radius: int = 8):
         torch = _torch()
         self.torch = torch
         self.net, self.cfg, _ = load_checkpoint(checkpoint or model_path())
@@ -224,11 +224,6 @@ class LearnedDeflicker:
         self.radius = self.base.radius + self.net_radius
         self.strength = float(strength)
         self._dis = make_flow()
-        if threads:
-            torch.set_num_threads(threads)
-
-    def _small(self, s: Sample):
-        return small_sample(s, self.cfg.size)
 
     def small(self, s: Sample):
         """The network's view of a sample; pass these to ``field`` when a frame serves several windows."""
@@ -265,7 +260,7 @@ class LearnedDeflicker:
             if s is None:
                 s = samples[t]
             if kk not in smalls:  # a Sample, or its small form already made by the caller (``small()``)
-                smalls[kk] = s if isinstance(s, tuple) else self._small(s)
+                smalls[kk] = s if isinstance(s, tuple) else self.small(s)
         order = [min(max(k, first), last) for k in range(t - r, t + r + 1)]
         logs = np.stack([smalls[k][0] for k in order]).transpose(0, 3, 1, 2)
         alphas = np.stack([smalls[k][1] for k in order])[:, None]

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import HarmoVidError
 from .analytic import alpha_roi, make_sample
-from ..training import finish, record_step
+from ..training import finish, plot_losses, record_step
 from .learned import (DeflickerConfig, build_net, load_checkpoint, make_flow, save_checkpoint, small_sample,
                       smooth_field, window_features)
 
@@ -316,29 +316,7 @@ class Trainer:
         self.plot()
 
     def plot(self) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        path = self.out.with_suffix(".loss.png")
-        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
-        tr = np.array(self.history["train"]) if self.history["train"] else np.zeros((0, 2))
-        if len(tr):
-            k = max(1, len(tr) // 100)
-            sm = np.convolve(tr[:, 1], np.ones(k) / k, mode="valid")
-            ax.plot(tr[k - 1:, 0], sm, label="train (L1 log, smoothed)", lw=1)
-        va = np.array(self.history["val"]) if self.history["val"] else np.zeros((0, 2))
-        if len(va):
-            ax.plot(va[:, 0], va[:, 1], "o-", ms=3, label="validation (held-out clips)")
-        if self.history.get("val_prior") is not None:
-            ax.axhline(self.history["val_prior"], color="grey", ls="--", lw=1, label="validation, prior only")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        path = plot_losses(self.history, self.out.with_suffix(".loss.png"), "train (L1 log, smoothed)",
+                           "validation (held-out clips)", baseline=self.history.get("val_prior"))
         (self.out.with_suffix(".log.json")).write_text(json.dumps(self.history))
         return path

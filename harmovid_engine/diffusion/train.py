@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import HarmoVidError
-from ..training import finish, record_step
+from ..training import finish, plot_losses, record_step
 from .data import PseudoPairs, load_clips, load_plates
 from .model import PRESETS, HarmoVidModel
 
@@ -143,29 +143,8 @@ class DiffusionTrainer:
         self.plot()
 
     def plot(self) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        path = self.out / "loss.png"
-        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
-        tr = np.array(self.history["train"]) if self.history["train"] else np.zeros((0, 2))
-        if len(tr):
-            k = max(1, len(tr) // 50)
-            ax.plot(tr[k - 1:, 0], np.convolve(tr[:, 1], np.ones(k) / k, mode="valid"), lw=1, label="train (MSE)")
-        va = np.array(self.history["val"]) if self.history["val"] else np.zeros((0, 2))
-        if len(va):
-            ax.plot(va[:, 0], va[:, 1], "o-", ms=3, label=f"validation ({self.val_clips[0].name})")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-        return path
+        return plot_losses(self.history, self.out / "loss.png", "train (MSE)",
+                           f"validation ({self.val_clips[0].name})", log_y=True, smooth_points=50)
 
     def validation_render(self, path: Path, steps: int | None = None) -> Path:
         """Sample one held-out window and save composite / result / target strips as a PNG."""

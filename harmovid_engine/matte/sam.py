@@ -139,15 +139,6 @@ class Prompts:
     def empty(self) -> bool:
         return not self.points and self.box is None
 
-    def to_dict(self) -> dict:
-        return {"points": [list(p) for p in self.points], "labels": list(self.labels),
-                "box": list(self.box) if self.box else None}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Prompts":
-        return cls([tuple(p) for p in d.get("points", [])], list(d.get("labels", [])),
-                   tuple(d["box"]) if d.get("box") else None)
-
 
 class SamSession:
     """One SAM model plus an embedding cache. Thread-safe: ``embed`` may run in a worker while the GUI prompts."""
