@@ -28,7 +28,7 @@ SIZE = 256  # long side of the working crop for flow and ratios
 
 @dataclass
 class PairDelta:
-    """Lighting change from frame t-1 to frame t, in log units: global (3,) and local (GRID, GRID, 3)."""
+    """Lighting change from frame t-1 to frame t, in log units: global (3,) and local (packed, ``LOCAL_SHAPE``)."""
 
     glob: np.ndarray
     local: np.ndarray
@@ -36,7 +36,49 @@ class PairDelta:
     reliable: float  # fraction of talent pixels that were aligned
 
 
-ZERO = PairDelta(np.zeros(3, np.float32), np.zeros((GRID, GRID, 3), np.float32), np.zeros(3, np.float32), 0.0)
+# The local change is packed in one array (2 + GRID * GRID, 3): a plane's x and y slopes per channel (log units per
+# width/height of the region), then a coarse grid of what the plane leaves. Tracks add and average them as arrays.
+LOCAL_SHAPE = (2 + GRID * GRID, 3)
+ZERO = PairDelta(np.zeros(3, np.float32), np.zeros(LOCAL_SHAPE, np.float32), np.zeros(3, np.float32), 0.0)
+
+
+def local_field(local: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(h, w, 3) log-gain field of a packed local change over a region of w x h pixels."""
+    local = np.asarray(local, np.float32)
+    grid = local[2:].reshape(GRID, GRID, 3)
+    field = cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC) if grid.any() else np.zeros((h, w, 3), np.float32)
+    u = ((np.arange(w, dtype=np.float32) + 0.5) / w - 0.5)[None, :, None] * local[0]
+    v = ((np.arange(h, dtype=np.float32) + 0.5) / h - 0.5)[:, None, None] * local[1]
+    field += u
+    field += v
+    return field
+
+
+_GRIDS: dict = {}
+
+
+def _grid(w: int, h: int):
+    g = _GRIDS.get((w, h))
+    if g is None:
+        g = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        _GRIDS.clear()
+        _GRIDS[(w, h)] = g
+    return g
+
+
+def _log_out(s: "Sample") -> np.ndarray:
+    """log of a sample's output, made once per sample (each serves two pairs)."""
+    if s.log_out is None:
+        s.log_out = cv2.log(np.maximum(s.out, np.float32(1e-4)))
+    return s.log_out
+
+
+def _unclipped(s: "Sample") -> np.ndarray:
+    """Pixels whose channels are all inside the trustworthy range (not clipped, not black)."""
+    c = cv2.split(np.ascontiguousarray(s.out))
+    hi = cv2.max(cv2.max(c[0], c[1]), c[2])
+    lo = cv2.min(cv2.min(c[0], c[1]), c[2])
+    return (hi < 0.97) & (lo > 0.003)
 
 
 @dataclass
@@ -47,6 +89,7 @@ class Sample:
     inp: np.ndarray  # (h, w, 3) talent as shot (for flow), linear
     alpha: np.ndarray  # (h, w)
     plate: np.ndarray | None  # (32, 32, 3) the plate around the talent, or None for a still plate
+    log_out: np.ndarray | None = None  # log(out), made when first needed
 
 
 def sample_size(roi) -> tuple[int, int]:
@@ -56,7 +99,8 @@ def sample_size(roi) -> tuple[int, int]:
 
 
 def make_sample(out, inp, alpha, plate, roi, still_plate: bool = False) -> Sample:
-    """Crop ``roi = (x0, y0, x1, y1)`` of canvas-size frames and shrink it (float32 linear, alpha)."""
+    """Crop ``roi = (x0, y0, x1, y1)`` of canvas-size frames and shrink it (float32 linear, alpha).
+    ``out=None``: the sample's output is its input (the caller harmonizes the small copy)."""
     x0, y0, x1, y1 = roi
     size = sample_size(roi)
 
@@ -64,7 +108,8 @@ def make_sample(out, inp, alpha, plate, roi, still_plate: bool = False) -> Sampl
         return cv2.resize(np.ascontiguousarray(img[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA)
 
     pl = None if still_plate or plate is None else cv2.resize(plate, (32, 32), interpolation=cv2.INTER_AREA)
-    return Sample(crop(out), crop(inp), crop(alpha), pl)
+    small_inp = crop(inp)
+    return Sample(small_inp if out is None else crop(out), small_inp, crop(alpha), pl)
 
 
 def alpha_roi(alphas, pad: int = 4):
@@ -82,10 +127,12 @@ def alpha_roi(alphas, pad: int = 4):
 def apply_log_gain(out: np.ndarray, roi, field: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
     """``out`` with ``roi`` multiplied by ``exp(field)`` (field at the roi's size), weighted by ``alpha`` there."""
     x0, y0, x1, y1 = roi
+    field = np.asarray(field, np.float32)
     if alpha is not None:
-        field = field * alpha[y0:y1, x0:x1, None]
+        a = np.ascontiguousarray(alpha[y0:y1, x0:x1], np.float32)
+        field = cv2.multiply(field, cv2.merge([a, a, a]))
     res = out.copy()
-    res[y0:y1, x0:x1] = out[y0:y1, x0:x1] * np.exp(field)
+    res[y0:y1, x0:x1] = cv2.multiply(np.ascontiguousarray(out[y0:y1, x0:x1]), cv2.exp(field))
     return res
 
 
@@ -127,15 +174,15 @@ class AnalyticDeflicker:
             return PairDelta(ZERO.glob, ZERO.local, plate_d, 0.0)
         gp, gc = _norm_grey(prev.inp, ap > 0.5), _norm_grey(cur.inp, ac > 0.5)
         flow = self._dis.calc(gc, gp, None)  # for each pixel of cur, where it was in prev
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        mx, my = gx + flow[..., 0], gy + flow[..., 1]
-        lp = np.log(np.maximum(prev.out, 1e-4))
-        lc = np.log(np.maximum(cur.out, 1e-4))
+        gx, gy = _grid(w, h)
+        mx, my = cv2.add(gx, flow[..., 0]), cv2.add(gy, flow[..., 1])
+        lp, lc = _log_out(prev), _log_out(cur)
         lp_w = cv2.remap(lp, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         ap_w = cv2.remap(ap, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         diff = lc - lp_w
-        ok = (ac > 0.95) & (ap_w > 0.95) & (lc.max(-1) < np.log(0.97)) & (lc.min(-1) > np.log(0.003))
-        frac = float(ok.sum() / max((ac > 0.95).sum(), 1))
+        inside = ac > 0.95
+        ok = inside & (ap_w > 0.95) & _unclipped(cur)
+        frac = float(ok.sum() / max(inside.sum(), 1))
         if ok.sum() < 30:
             return PairDelta(ZERO.glob, ZERO.local, plate_d, frac)
         glob = np.median(diff[ok], axis=0)
@@ -143,15 +190,24 @@ class AnalyticDeflicker:
         # large residuals after the global change are misalignments (occlusion, fast motion), not light
         resid = np.abs(res @ LUMA_709)
         ok &= resid < max(0.05, 3 * np.median(resid[ok]))
-        local = np.zeros((GRID, GRID, 3), np.float32)
-        for gy_ in range(GRID):
-            for gx_ in range(GRID):
-                ys = slice(gy_ * h // GRID, (gy_ + 1) * h // GRID)
-                xs = slice(gx_ * w // GRID, (gx_ + 1) * w // GRID)
-                m = ok[ys, xs]
-                n = int(m.sum())
-                if n >= 10:  # cells with few aligned pixels shrink toward "no local change"
-                    local[gy_, gx_] = res[ys, xs][m].mean(0) * (n / (n + 20.0))
+        ys, xs = np.nonzero(ok)
+        if len(ys) < 30:
+            return PairDelta(glob.astype(np.float32), ZERO.local, plate_d, frac)
+        # A change of light direction tilts the lighting across the talent: a plane per channel in normalised
+        # coordinates (robust to cells the talent barely covers, unlike independent cells) ...
+        u = (xs + 0.5) / w - 0.5
+        v = (ys + 0.5) / h - 0.5
+        r = res[ys, xs]
+        X = np.stack([np.ones_like(u), u, v], 1)
+        coef = np.linalg.solve(X.T @ X + np.diag([0.0, 1e-3, 1e-3]) * len(u), X.T @ r)  # (3, 3): rows c, sx, sy
+        glob = glob + coef[0]
+        r = r - X @ coef
+        # ... and what the plane leaves, per cell of a coarse grid, shrunk toward zero where few pixels saw it
+        cell = (ys * GRID // h) * GRID + xs * GRID // w
+        n = np.bincount(cell, minlength=GRID * GRID).astype(np.float64)
+        sums = np.stack([np.bincount(cell, r[:, c], minlength=GRID * GRID) for c in range(3)], 1)
+        grid = np.where(n[:, None] >= 10, sums / np.maximum(n, 1)[:, None] * (n / (n + 40.0))[:, None], 0.0)
+        local = np.concatenate([coef[1:], grid], 0).astype(np.float32)
         return PairDelta(glob.astype(np.float32), local, plate_d, frac)
 
     @staticmethod
@@ -165,14 +221,14 @@ class AnalyticDeflicker:
 
     # -- correction ---------------------------------------------------------------------------------------------
     def correction(self, deltas: dict[int, PairDelta], t: int, first: int, last: int):
-        """Correction (global (3,), local (GRID, GRID, 3)) for frame t from pair deltas of frames in the window.
+        """Correction (global (3,), local (packed, ``LOCAL_SHAPE``)) for frame t from pair deltas of frames in the window.
 
         ``deltas[k]`` is the change from k-1 to k; the window is [t - r, t + r] clipped to [first, last].
         """
         lo, hi = max(first, t - self.radius), min(last, t + self.radius)
         # tracks relative to frame t: T[k] = sum of deltas from t to k (signed)
         g = {t: np.zeros(3)}
-        loc = {t: np.zeros((GRID, GRID, 3))}
+        loc = {t: np.zeros(LOCAL_SHAPE)}
         for k in range(t + 1, hi + 1):
             d = deltas.get(k, ZERO)
             g[k] = g[k - 1] + d.glob - d.plate
@@ -190,13 +246,14 @@ class AnalyticDeflicker:
 
     @staticmethod
     def apply(out: np.ndarray, roi, glob: np.ndarray, local: np.ndarray, alpha: np.ndarray | None = None):
-        """Correct a canvas-size harmonized talent: global gain plus the local grid spread over ``roi``, weighted
-        by ``alpha`` (soft-edge pixels are only partly talent)."""
+        """Correct a canvas-size harmonized talent: global gain plus the local change (plane + coarse grid) spread
+        over ``roi``, weighted by ``alpha`` (soft-edge pixels are only partly talent)."""
         if roi is None:
             return out
         x0, y0, x1, y1 = roi
-        return apply_log_gain(out, roi, cv2.resize(local, (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC) + glob,
-                              alpha)
+        field = local_field(local, x1 - x0, y1 - y0)
+        field += np.asarray(glob, np.float32)
+        return apply_log_gain(out, roi, field, alpha)
 
     def run_sequence(self, outputs, inputs, alphas, plates=None):
         """Deflicker a whole sequence in memory (benchmarks, tests): lists of canvas-size float32 linear frames."""

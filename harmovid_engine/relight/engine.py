@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ..colour import LUMA_709
+from ..deflicker.analytic import apply_log_gain
 from ..engines import Engine, register_engine
 from .analysis import (PLATE_KEY_REF, SKIN_CHROMA_PRIOR, SKIN_LOG_LUMA_PRIOR, irradiance, log_image, matte_normals,
                        plate_stats, skin_mask, talent_stats)
@@ -38,6 +39,7 @@ class RelightParams:
     shade: np.ndarray  # (GRID, GRID, 3) log gain of the directional relight over the bbox
     light_dir: np.ndarray  # (3,) dominant light direction of the plate (x right, y up, z toward camera)
     directionality: float  # 0: flat ambient light, ~1: a single strong source
+    frame: tuple[int, int] | None = None  # (w, h) of the frame bbox refers to
 
     def field(self) -> np.ndarray:
         return self.gain[None, None, :] + self.shade
@@ -46,7 +48,7 @@ class RelightParams:
         """(1 - w) * self + w * other (for EMA and temporal filters)."""
         return RelightParams(other.bbox, (1 - w) * self.gain + w * other.gain, (1 - w) * self.shade + w * other.shade,
                              _unit((1 - w) * self.light_dir + w * other.light_dir),
-                             (1 - w) * self.directionality + w * other.directionality)
+                             (1 - w) * self.directionality + w * other.directionality, other.frame)
 
 
 def _unit(v):
@@ -124,7 +126,7 @@ class AnalyticEngine(Engine):
         gain = (d_luma + d_chroma).astype(np.float32)
         shade, light_dir, directionality = self._shading(t_small, a_small, ps.sh)
         shade = shade * (s["direction"] * self.direction_gate(ps.sh))
-        return RelightParams(bbox, gain, shade, light_dir, directionality)
+        return RelightParams(bbox, gain, shade, light_dir, directionality, (alpha.shape[1], alpha.shape[0]))
 
     def _plate(self, plate: np.ndarray, bbox):
         """Plate statistics with more weight near the talent; cached while the plate does not change."""
@@ -187,15 +189,19 @@ class AnalyticEngine(Engine):
 
     # -- application --------------------------------------------------------------------------------------------
     def apply(self, talent: np.ndarray, alpha: np.ndarray, params: RelightParams | None) -> np.ndarray:
+        """Apply at the size of ``talent``: the frame the parameters were estimated on, or a resized copy of it."""
         if params is None:
             return talent
+        h, w = alpha.shape
+        fw, fh = params.frame or (w, h)
         x0, y0, x1, y1 = params.bbox
-        out = talent.copy()
+        if (fw, fh) != (w, h):
+            sx, sy = w / fw, h / fh
+            x0, y0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
+            x1, y1 = max(x0 + 1, int(np.ceil(x1 * sx))), max(y0 + 1, int(np.ceil(y1 * sy)))
         field = cv2.resize(params.field(), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
         # Soft-edge pixels are part talent, part the talent's original background: relight only the talent part.
-        field = field * alpha[y0:y1, x0:x1, None]
-        out[y0:y1, x0:x1] = talent[y0:y1, x0:x1] * np.exp(field)
-        return out
+        return apply_log_gain(talent, (x0, y0, x1, y1), field, alpha)
 
     def harmonize(self, talent, alpha, plate, index):
         return self.apply(talent, alpha, self.estimate(talent, alpha, plate))

@@ -21,6 +21,7 @@ import numpy as np
 from ..colour import to_linear
 from ..composite import over, place_talent, plate_index_for, unpremultiply
 from ..composite.extras import light_wrap, shadow_map
+from ..composite.fast import over_codes
 from ..deflicker import AnalyticDeflicker, make_sample
 from ..deflicker.analytic import ZERO
 from ..engines import create_engine
@@ -30,6 +31,7 @@ from ..media import open_source
 from ..project import Project
 
 LAYERS = ("composite", "talent")
+TALENT_CACHE_BYTES = 512 << 20  # linear talent frames kept for the temporal window
 
 
 @dataclass
@@ -113,6 +115,8 @@ class Compositor:
         self._samples = _LRU(cap)
         self._deltas = _LRU(cap)
         self._learned_small = _LRU(cap)  # the learned deflicker's view of each frame (analytic-corrected, 64 px)
+        w, h = self.talent_src.size
+        self._talents = _LRU(max(1, min(cap + 2, TALENT_CACHE_BYTES // max(1, w * h * 16))))
 
     def placement(self, i: int) -> tuple[float, float, float]:
         """(x, y, scale) of the talent on the output canvas at frame i."""
@@ -170,7 +174,11 @@ class Compositor:
         return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
     def _talent(self, i: int):
-        """Frame i in the talent's own pixels: (straight linear RGB, alpha)."""
+        """Frame i in the talent's own pixels: (straight linear RGB, alpha). Kept for the temporal window (a frame
+        is read once as a neighbour and again when it is rendered), within a memory budget."""
+        hit = self._talents.get(i)
+        if hit is not None:
+            return hit
         t0 = time.perf_counter()
         codes, alpha = self.matte.talent(i)
         if self.talent_src.info.linear:
@@ -178,6 +186,7 @@ class Compositor:
         else:
             lin = to_linear((codes * 65535.0 + 0.5).astype(np.uint16))
         self._tick("decode+matte", t0)
+        self._talents.put(i, (lin, alpha))
         return lin, alpha
 
     def placed_talent(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +235,9 @@ class Compositor:
         return cv2.warpAffine(self.plate_linear(i), m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
 
-    def _sample(self, i: int, talent=None, harmonized=None):
+    def _sample(self, i: int, talent=None):
+        """The deflicker's view of frame i: its talent shrunk to the working size, harmonized at that size (the same
+        whether frame i is being rendered or only read as a neighbour, so chunked renders equal long ones)."""
         s = self._samples.get(i, _MISSING)
         if s is _MISSING:
             lin, alpha = talent or self._talent(i)
@@ -235,10 +246,10 @@ class Compositor:
             if params is None:
                 s = None
             else:
-                out = harmonized if harmonized is not None else self.engine.apply(lin, alpha, params)
                 h, w = alpha.shape
                 plate = None if self.plate_src.is_still else self._plate_under_talent(i, (32, 32))
-                s = make_sample(out, lin, alpha, plate, (0, 0, w, h), still_plate=self.plate_src.is_still)
+                s = make_sample(None, lin, alpha, plate, (0, 0, w, h), still_plate=self.plate_src.is_still)
+                s.out = self.engine.apply(s.inp, s.alpha, params)
             self._tick("deflicker", t0)
             self._samples.put(i, s)
         return s
@@ -255,12 +266,14 @@ class Compositor:
 
     # -- frames -------------------------------------------------------------------------------------------------
     def _composite_window(self, i: int, deflicker: bool | None = None, with_per_frame: bool = False,
-                          with_original: bool = False):
+                          with_original: bool = False, codes: np.ndarray | None = None):
         """Frame i inside its work window (the talent's rectangle plus room for its shadow).
 
         The talent is harmonized, deflickered and light-wrapped in its own pixels and placed last, so full-canvas
         work is only placement, shadow and over. Returns None when the talent is off the canvas, else
         (roi, composite, harmonized straight, alpha, plate window, per-frame straight or None, original or None).
+        With ``codes`` (the plate's 8-bit code values at canvas size) it returns (roi, composite codes of the window)
+        from the fused over + encode of :func:`over_codes`, the same values as encoding the float composite.
         """
         if not 0 <= i < self.frame_count:
             raise IndexError(f"frame {i} is outside the talent clip (0..{self.frame_count - 1})")
@@ -275,7 +288,7 @@ class Compositor:
         per_frame = harmonized
         use_deflicker = self.deflicker is not None if deflicker is None else bool(deflicker and self.deflicker)
         if use_deflicker and params is not None:
-            self._sample(i, (lin, alpha), harmonized)
+            self._sample(i, (lin, alpha))
             last = self.frame_count - 1
             stage = self.learned or self.deflicker
             lo, hi = max(0, i - stage.radius), min(last, i + stage.radius)
@@ -313,14 +326,19 @@ class Compositor:
         premult, a = place_talent(harmonized, alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0))
         t0 = self._tick("place", t0)
         plate = self.plate_linear(i)[y0:y1, x0:x1]
-        background = 1.0 - a  # what of the plate shows through, darkened by the shadow
+        shade = None  # shadow density on the plate
         if st.shadow and st.shadow_opacity > 0:
             light = getattr(params, "light_dir", None)
             directionality = getattr(params, "directionality", 0.5)
             shade = shadow_map(a, light, directionality, st.shadow_opacity, st.shadow_softness)
-            if shade is not None:
-                background *= 1.0 - shade
             t0 = self._tick("shadow", t0)
+        if codes is not None:  # the export's fused over + encode
+            out = over_codes(premult, a, shade, plate, codes[y0:y1, x0:x1])
+            self._tick("composite + encode", t0)
+            return roi, out
+        background = 1.0 - a  # what of the plate shows through, darkened by the shadow
+        if shade is not None:
+            background *= 1.0 - shade
         composite = premult + plate * background[..., None]
         self._tick("composite", t0)
         straight = _LazyStraight(premult, a)
@@ -362,13 +380,11 @@ class Compositor:
         plate_codes = self.plate_src.read(self.plate_index(i))[..., :3]
         if plate_codes.dtype != np.uint8 or self.plate_src.info.linear or self.scale != 1.0:
             return from_linear(self.layers(i).composite, np.uint8)
-        res = self._composite_window(i)
         out = plate_codes.copy()
+        res = self._composite_window(i, codes=plate_codes)
         if res is not None:
-            t0 = time.perf_counter()
-            (x0, y0, x1, y1), comp = res[0], res[1]
-            out[y0:y1, x0:x1] = from_linear(comp, np.uint8)
-            self._tick("encode (to code values)", t0)
+            (x0, y0, x1, y1), comp = res
+            out[y0:y1, x0:x1] = comp
         return out
 
     def frame(self, i: int, layer: str = "composite") -> tuple[np.ndarray, np.ndarray | None]:
