@@ -18,9 +18,9 @@ def place_talent(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, 
     Resampling is done on premultiplied colour so edges carry no dark or bright fringe.
     """
     w_out, h_out = canvas
-    premult = np.empty(rgb_linear.shape[:2] + (4,), np.float32)
-    premult[..., :3] = rgb_linear * alpha[..., None]
-    premult[..., 3] = alpha
+    a = np.ascontiguousarray(alpha, np.float32)
+    premult = cv2.merge([*cv2.split(cv2.multiply(np.ascontiguousarray(rgb_linear, np.float32),
+                                                 cv2.merge([a, a, a]))), a])
     h, w = alpha.shape
     if scale == 1.0 and float(x).is_integer() and float(y).is_integer():
         out = np.zeros((h_out, w_out, 4), np.float32)
@@ -39,7 +39,8 @@ def place_talent(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, 
     m = np.array([[sx, 0.0, x + 0.5 * sx - 0.5], [0.0, sy, y + 0.5 * sy - 0.5]], np.float64)
     out = cv2.warpAffine(src, m, (w_out, h_out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                          borderValue=(0, 0, 0, 0))
-    return out[..., :3], np.clip(out[..., 3], 0.0, 1.0)
+    # bilinear weights sum to one, so alpha stays in [0, 1] up to rounding: trim that
+    return out[..., :3], cv2.threshold(np.ascontiguousarray(out[..., 3]), 1.0, 1.0, cv2.THRESH_TRUNC)[1]
 
 
 def plate_index_for(talent_index: int, talent_fps: Fraction, plate_fps: Fraction | None,

@@ -105,7 +105,7 @@ def matte_normals(alpha: np.ndarray) -> np.ndarray:
     dist = cv2.distanceTransform(np.pad(inside, 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
     # Each part (head, shoulders) gets its own dome: distance relative to the largest distance nearby.
     k = max(3, int(0.35 * max(alpha.shape)) | 1)
-    local = cv2.dilate(dist, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    local = cv2.dilate(dist, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))  # separable: fast at any size
     local = cv2.GaussianBlur(local, (0, 0), k / 4) + 1e-3
     t = np.clip(dist / local, 0, 1)
     height = np.sqrt(np.maximum(2 * t - t * t, 0)) * local  # a circular profile of the local radius
@@ -116,6 +116,20 @@ def matte_normals(alpha: np.ndarray) -> np.ndarray:
     return n.astype(np.float32)
 
 
+def _quantiles(v: np.ndarray, qs) -> list[float]:
+    """Quantiles by linear interpolation between order statistics (as ``np.percentile``), via one partition."""
+    n = len(v)
+    pos = [q * (n - 1) for q in qs]
+    ks = sorted({int(np.floor(p)) for p in pos} | {min(n - 1, int(np.floor(p)) + 1) for p in pos})
+    part = np.partition(v, ks)
+    out = []
+    for p in pos:
+        k = int(np.floor(p))
+        k1 = min(n - 1, k + 1)
+        out.append(float(part[k] + (part[k1] - part[k]) * (p - k)))
+    return out
+
+
 @dataclass
 class TalentStats:
     log_luma: float  # robust log-luminance of skin (or of the talent when it shows little skin)
@@ -123,17 +137,18 @@ class TalentStats:
     skin_fraction: float
 
 
-def talent_stats(rgb_linear: np.ndarray, alpha: np.ndarray) -> TalentStats:
-    skin = skin_mask(rgb_linear, alpha)
+def talent_stats(rgb_linear: np.ndarray, alpha: np.ndarray, skin: np.ndarray | None = None) -> TalentStats:
+    if skin is None:
+        skin = skin_mask(rgb_linear, alpha)
     region = skin if skin.sum() >= max(30, 0.03 * (alpha > 0.9).sum()) else (alpha > 0.9)
     if region.sum() < 10:
         region = alpha > 0.5
     lr = log_image(rgb_linear[region])
     y = np.log(np.maximum(rgb_linear[region] @ LUMA_709, EPS))
-    lo, hi = np.percentile(y, [10, 90])
+    lo, hi = _quantiles(y, (0.1, 0.9))
     keep = (y >= lo) & (y <= hi)
     ch = lr[keep].mean(0) if keep.any() else lr.mean(0)
-    return TalentStats(float(np.median(y)), (ch - ch.mean()).astype(np.float32),
+    return TalentStats(float(_quantiles(y, (0.5,))[0]), (ch - ch.mean()).astype(np.float32),
                        float(skin.sum() / max((alpha > 0.9).sum(), 1)))
 
 
@@ -144,8 +159,10 @@ class PlateStats:
     sh: np.ndarray  # (9, 3) environment
 
 
-def plate_stats(plate_small: np.ndarray, weight: np.ndarray | None = None, front_fill: float = 0.6) -> PlateStats:
-    """(h, w, 3) linear plate at low resolution; ``weight`` (h, w) emphasises the talent's surroundings."""
+def plate_stats(plate_small: np.ndarray, weight: np.ndarray | None = None, front_fill: float = 0.6,
+                environment: np.ndarray | None = None) -> PlateStats:
+    """(h, w, 3) linear plate at low resolution; ``weight`` (h, w) emphasises the talent's surroundings.
+    ``environment``: the plate's SH environment when already known (it does not depend on the weight)."""
     lr = log_image(plate_small)
     y = np.log(np.maximum(plate_small @ LUMA_709, EPS))
     valid = (plate_small.max(-1) < 0.985) & (y > np.log(0.002))
@@ -155,4 +172,5 @@ def plate_stats(plate_small: np.ndarray, weight: np.ndarray | None = None, front
         w = np.ones(y.shape, np.float32)
     key = float((y * w).sum() / w.sum())
     ch = (lr * w[..., None]).sum((0, 1)) / w.sum()
-    return PlateStats(key, (ch - ch.mean()).astype(np.float32), plate_environment(plate_small, front_fill))
+    env = plate_environment(plate_small, front_fill) if environment is None else environment
+    return PlateStats(key, (ch - ch.mean()).astype(np.float32), env)

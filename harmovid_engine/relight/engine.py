@@ -26,7 +26,7 @@ from ..colour import LUMA_709
 from ..deflicker.analytic import apply_log_gain
 from ..engines import Engine, register_engine
 from .analysis import (PLATE_KEY_REF, SKIN_CHROMA_PRIOR, SKIN_LOG_LUMA_PRIOR, irradiance, log_image, matte_normals,
-                       plate_stats, skin_mask, talent_stats)
+                       plate_environment, plate_stats, skin_mask, talent_stats)
 
 GRID = 24  # the gain field's resolution over the talent's bounding box (GRID x GRID)
 ANALYSIS_SIZE = 128  # long side of the talent crop used for analysis
@@ -57,11 +57,11 @@ def _unit(v):
 
 
 def talent_bbox(alpha: np.ndarray, pad: int = 4) -> tuple[int, int, int, int] | None:
-    ys, xs = np.nonzero(alpha > 0.01)
-    if len(ys) == 0:
+    x, y, bw, bh = cv2.boundingRect((alpha > 0.01).view(np.uint8))
+    if bw == 0 or bh == 0:
         return None
     h, w = alpha.shape
-    return (max(0, xs.min() - pad), max(0, ys.min() - pad), min(w, xs.max() + 1 + pad), min(h, ys.max() + 1 + pad))
+    return (max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad))
 
 
 def _resize_long(img: np.ndarray, long_side: int, interp=cv2.INTER_AREA) -> np.ndarray:
@@ -110,7 +110,8 @@ class AnalyticEngine(Engine):
         a_small = _resize_long(alpha[y0:y1, x0:x1], ANALYSIS_SIZE)
         px, py, sc = placement
         ps = self._plate(plate, (px + x0 * sc, py + y0 * sc, px + x1 * sc, py + y1 * sc))
-        ts = talent_stats(t_small, a_small)
+        skin = skin_mask(t_small, a_small)
+        ts = talent_stats(t_small, a_small, skin)
         # exposure: skin of normal exposure, shifted by how dark or bright the plate is
         trust = min(1.0, ts.skin_fraction / 0.15)  # little skin visible: weaker pull
         # Cameras expose for the scene, so a plate's brightness moves skin only for low- or high-key scenes:
@@ -124,16 +125,20 @@ class AnalyticEngine(Engine):
         d_chroma = s["colour"] * s["colour_weight"] * trust * (target_c - ts.chroma)
         d_chroma = d_chroma - d_chroma @ LUMA_709  # chroma only: luminance is handled by d_luma
         gain = (d_luma + d_chroma).astype(np.float32)
-        shade, light_dir, directionality = self._shading(t_small, a_small, ps.sh)
+        shade, light_dir, directionality = self._shading(t_small, a_small, ps.sh, skin)
         shade = shade * (s["direction"] * self.direction_gate(ps.sh))
         return RelightParams(bbox, gain, shade, light_dir, directionality, (alpha.shape[1], alpha.shape[0]))
 
     def _plate(self, plate: np.ndarray, bbox):
-        """Plate statistics with more weight near the talent; cached while the plate does not change."""
-        key = (id(plate), plate.shape, float(plate[::37, ::41].sum()), bbox)
+        """Plate statistics with more weight near the talent; the plate's small copy and its environment are cached
+        while the plate does not change."""
+        key = (id(plate), plate.shape, float(plate[::37, ::41].sum()))
         if self._plate_cache and self._plate_cache[0] == key:
-            return self._plate_cache[1]
-        small = _resize_long(plate, 64)
+            small, env = self._plate_cache[1]
+        else:
+            small = _resize_long(plate, 64)
+            env = plate_environment(small, self.settings["front_fill"])
+            self._plate_cache = (key, (small, env))
         h, w = small.shape[:2]
         H, W = plate.shape[:2]
         x0, y0, x1, y1 = bbox
@@ -141,9 +146,7 @@ class AnalyticEngine(Engine):
         sx, sy = max((x1 - x0) / W * w, 2), max((y1 - y0) / H * h, 2)
         yy, xx = np.mgrid[0:h, 0:w]
         weight = 1.0 + 2.0 * np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2))
-        ps = plate_stats(small, weight, self.settings["front_fill"])
-        self._plate_cache = (key, ps)
-        return ps
+        return plate_stats(small, weight, environment=env)
 
     def direction_gate(self, sh: np.ndarray) -> float:
         """0..1: how much of the directional relight a plate's light supports (smoothstep between the gates)."""
@@ -152,11 +155,10 @@ class AnalyticEngine(Engine):
         t = float(np.clip((ratio - lo) / max(hi - lo, 1e-6), 0.0, 1.0))
         return t * t * (3 - 2 * t)
 
-    def _shading(self, t_small, a_small, sh):
+    def _shading(self, t_small, a_small, sh, skin):
         """Log-gain field that swaps the talent's directional shading for the plate's, on a GRID x GRID grid."""
         normals = matte_normals(a_small)
         region = a_small > 0.9
-        skin = skin_mask(t_small, a_small)
         fit_region = skin if skin.sum() > 0.1 * max(region.sum(), 1) else region
         e_plate = irradiance(sh, normals)  # (h, w, 3)
         log_e = log_image(e_plate)

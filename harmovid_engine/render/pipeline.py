@@ -28,6 +28,7 @@ from ..engines import create_engine
 from ..errors import HarmoVidError
 from ..matte import MatteStage, MatteStore
 from ..media import open_source
+from ..perf import tune_allocator
 from ..project import Project
 
 LAYERS = ("composite", "talent")
@@ -67,6 +68,7 @@ class Compositor:
         """``scale`` renders at a fraction of the plate's size (proxy previews, smaller exports).
         ``share_media``: read through another compositor's sources (same thread), so decoded frames are shared."""
         project.check_media()
+        tune_allocator()  # frame-sized buffers are reused instead of faulted in afresh every frame
         if not 0.05 <= scale <= 1.0:
             raise HarmoVidError(f"render scale must be between 0.05 and 1, not {scale}")
         self._owns_media = share_media is None
