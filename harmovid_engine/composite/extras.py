@@ -14,7 +14,9 @@ def light_wrap(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, strengt
                radius: float | None = None) -> np.ndarray:
     """Let the plate's light spill over the talent's edges: edge pixels take on blurred plate colour.
 
-    talent: (H, W, 3) straight linear colour; alpha (H, W); plate (H, W, 3). Returns straight colour.
+    talent: (H, W, 3) straight linear colour; alpha (H, W); plate: the plate behind the talent, (H, W, 3) or any
+    smaller size with the same aspect (it is only used blurred, at a quarter of the talent's size). Returns straight
+    colour.
     """
     if strength <= 0 or not (alpha > 0.01).any():
         return talent
@@ -23,19 +25,27 @@ def light_wrap(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, strengt
     f = 4 if min(h, w) >= 256 else 1
     small = (max(1, w // f), max(1, h // f))
     a = cv2.resize(alpha, small, interpolation=cv2.INTER_AREA)
-    p = cv2.resize(plate, small, interpolation=cv2.INTER_AREA)
+    p = plate if plate.shape[1::-1] == small else cv2.resize(plate, small, interpolation=cv2.INTER_AREA)
     bg = 1.0 - a
     sig = radius / f
     spill = cv2.GaussianBlur(p * bg[..., None], (0, 0), sig)
     cover = cv2.GaussianBlur(bg, (0, 0), sig)
     spill = spill / np.maximum(cover, 1e-4)[..., None]
     # how much of the surround reaches each talent pixel: strong at the edge, none deep inside
-    reach = np.clip(cover * 2.0, 0.0, 1.0)
-    spill = cv2.resize(spill, (w, h), interpolation=cv2.INTER_LINEAR)
-    reach = cv2.resize(reach, (w, h), interpolation=cv2.INTER_LINEAR)
-    k = (strength * reach * (alpha > 0.01))[..., None]
+    reach = np.clip(cover * 2.0, 0.0, 1.0) * np.float32(strength)
+    spill = cv2.resize(spill.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    k = cv2.resize(reach.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    k[alpha <= 0.01] = 0
     # screen-like: add light, never darken the talent by more than the plate's own colour would
-    return talent * (1 - k) + np.maximum(spill, talent) * k
+    t = np.ascontiguousarray(talent, np.float32)
+    return cv2.add(t, cv2.multiply(cv2.subtract(cv2.max(spill, t), t), cv2.merge([k, k, k])))
+
+
+def light_wrap_size(talent_size: tuple[int, int]) -> tuple[int, int]:
+    """(w, h) at which :func:`light_wrap` uses the plate, for a talent of ``talent_size`` = (w, h)."""
+    w, h = talent_size
+    f = 4 if min(h, w) >= 256 else 1
+    return max(1, w // f), max(1, h // f)
 
 
 def cast_shadow(plate: np.ndarray, alpha: np.ndarray, light_dir: np.ndarray | None, directionality: float = 0.5,
@@ -56,9 +66,10 @@ def shadow_map(alpha: np.ndarray, light_dir: np.ndarray | None, directionality: 
     if opacity <= 0 or not (alpha > 0.01).any():
         return None
     h, w = alpha.shape
-    f = 4 if min(h, w) >= 128 else 1
+    f = max(1, round(max(h, w) / 200))  # soft by nature: work at ~200 px
     sw, sh = max(1, w // f), max(1, h // f)
-    a = cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA)
+    # (area averaging at a non-integer ratio is slow at 1080p; the map is blurred below anyway)
+    a = cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_LINEAR if f > 2 else cv2.INTER_AREA)
     ys, xs = np.nonzero(a > 0.05)
     tall = ys.max() - ys.min() + 1
     d = np.array([0.0, 0.5, 0.85], np.float32) if light_dir is None else np.asarray(light_dir, np.float32)

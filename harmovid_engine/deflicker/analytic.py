@@ -23,7 +23,7 @@ import numpy as np
 from ..colour import LUMA_709
 
 GRID = 3
-SIZE = 256  # long side of the working crop for flow and ratios
+SIZE = 160  # long side of the working crop for flow and ratios (lighting is measured as a plane + 3x3 grid)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import cv2
 import numpy as np
 
 from ..errors import MatteError
@@ -82,6 +83,21 @@ class MatteStage:
         while len(self._raw) > self._raw_cap:
             self._raw.popitem(last=False)
         return rgb, alpha
+
+    def talent_linear(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(linear RGB float32, alpha): 8-bit talent that needs no keying goes straight from its codes through one
+        table lookup; everything else through :meth:`talent` and the 16-bit decoding table."""
+        from ..colour import _DECODE_8, to_linear
+
+        if self.kind != "key" and not self.source.info.linear:
+            frame = self.source.read(i)
+            if frame.dtype == np.uint8:
+                _, alpha = self.talent(i)
+                return cv2.LUT(np.ascontiguousarray(frame[..., :3]), _DECODE_8.reshape(1, 256)), alpha
+        codes, alpha = self.talent(i)
+        if self.source.info.linear:
+            return np.clip(codes, 0.0, None), alpha
+        return to_linear((codes * 65535.0 + 0.5).astype(np.uint16)), alpha
 
     def talent(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.source)

@@ -190,20 +190,25 @@ class AnalyticEngine(Engine):
         return grid.astype(np.float32), light_dir, directionality
 
     # -- application --------------------------------------------------------------------------------------------
-    def apply(self, talent: np.ndarray, alpha: np.ndarray, params: RelightParams | None) -> np.ndarray:
-        """Apply at the size of ``talent``: the frame the parameters were estimated on, or a resized copy of it."""
-        if params is None:
-            return talent
-        h, w = alpha.shape
+    def log_gain(self, shape: tuple[int, int], params: RelightParams):
+        """(bbox, (h, w, 3) log-gain field over it) for a frame of ``shape`` = (h, w): the frame the parameters were
+        estimated on or a resized copy. The gain is applied weighted by alpha (see :meth:`apply`)."""
+        h, w = shape
         fw, fh = params.frame or (w, h)
         x0, y0, x1, y1 = params.bbox
         if (fw, fh) != (w, h):
             sx, sy = w / fw, h / fh
             x0, y0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
             x1, y1 = max(x0 + 1, int(np.ceil(x1 * sx))), max(y0 + 1, int(np.ceil(y1 * sy)))
-        field = cv2.resize(params.field(), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
+        return (x0, y0, x1, y1), cv2.resize(params.field(), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
+
+    def apply(self, talent: np.ndarray, alpha: np.ndarray, params: RelightParams | None) -> np.ndarray:
+        """Apply at the size of ``talent``: the frame the parameters were estimated on, or a resized copy of it."""
+        if params is None:
+            return talent
+        bbox, field = self.log_gain(alpha.shape, params)
         # Soft-edge pixels are part talent, part the talent's original background: relight only the talent part.
-        return apply_log_gain(talent, (x0, y0, x1, y1), field, alpha)
+        return apply_log_gain(talent, bbox, field, alpha)
 
     def harmonize(self, talent, alpha, plate, index):
         return self.apply(talent, alpha, self.estimate(talent, alpha, plate))

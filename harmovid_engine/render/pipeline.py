@@ -18,12 +18,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..colour import to_linear
 from ..composite import over, place_talent, plate_index_for, unpremultiply
-from ..composite.extras import light_wrap, shadow_map
+from ..composite.extras import light_wrap, light_wrap_size, shadow_map
 from ..composite.fast import over_codes
 from ..deflicker import AnalyticDeflicker, make_sample
-from ..deflicker.analytic import ZERO
+from ..deflicker.analytic import ZERO, apply_log_gain, local_field
 from ..engines import create_engine
 from ..errors import HarmoVidError
 from ..matte import MatteStage, MatteStore
@@ -182,11 +181,7 @@ class Compositor:
         if hit is not None:
             return hit
         t0 = time.perf_counter()
-        codes, alpha = self.matte.talent(i)
-        if self.talent_src.info.linear:
-            lin = np.clip(codes, 0.0, None)
-        else:
-            lin = to_linear((codes * 65535.0 + 0.5).astype(np.uint16))
+        lin, alpha = self.matte.talent_linear(i)
         self._tick("decode+matte", t0)
         self._talents.put(i, (lin, alpha))
         return lin, alpha
@@ -285,11 +280,14 @@ class Compositor:
         lin, alpha = self._talent(i)
         params = self._estimate(i, (lin, alpha))
         t0 = time.perf_counter()
-        harmonized = self.engine.apply(lin, alpha, params)
-        t0 = self._tick("harmonize (apply)", t0)
-        per_frame = harmonized
         use_deflicker = self.deflicker is not None if deflicker is None else bool(deflicker and self.deflicker)
-        if use_deflicker and params is not None:
+        use_deflicker = use_deflicker and params is not None
+        # With the deflicker, an engine that exposes its log-gain field is applied together with the correction
+        # (one pass over the talent's pixels instead of two).
+        fuse = use_deflicker and hasattr(self.engine, "log_gain")
+        harmonized = lin if fuse else self.engine.apply(lin, alpha, params)
+        t0 = self._tick("harmonize (apply)", t0)
+        if use_deflicker:
             self._sample(i, (lin, alpha))
             last = self.frame_count - 1
             stage = self.learned or self.deflicker
@@ -298,7 +296,12 @@ class Compositor:
             t0 = time.perf_counter()
             cg, cl = self.deflicker.correction(deltas, i, 0, last)
             h, w = alpha.shape
-            harmonized = self.deflicker.apply(harmonized, (0, 0, w, h), cg, cl, alpha)
+            field = local_field(cl, w, h)
+            field += np.asarray(cg, np.float32)
+            if fuse:
+                (x0, y0, x1, y1), engine_field = self.engine.log_gain(alpha.shape, params)
+                field[y0:y1, x0:x1] += engine_field
+            harmonized = apply_log_gain(harmonized, (0, 0, w, h), field, alpha)
             t0 = self._tick("deflicker", t0)
             if self.learned is not None:
                 r = self.learned.net_radius
@@ -320,7 +323,7 @@ class Compositor:
         st = self.settings
         if st.light_wrap and st.light_wrap_strength > 0 and params is not None:
             h, w = alpha.shape
-            under = self._plate_under_talent(i, (w, h))
+            under = self._plate_under_talent(i, light_wrap_size((w, h)))
             harmonized = light_wrap(harmonized, alpha, under, st.light_wrap_strength)
             t0 = self._tick("light wrap", t0)
         x, y, s = self.placement(i)
@@ -346,6 +349,7 @@ class Compositor:
         straight = _LazyStraight(premult, a)
         pf = orig = None
         if with_per_frame:
+            per_frame = self.engine.apply(lin, alpha, params)
             pf = unpremultiply(place_talent(per_frame, alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0))[0], a)
         if with_original:
             op, oa = place_talent(lin, alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0))
