@@ -144,3 +144,30 @@ def test_matte_store_round_trip(tmp_path):
     assert store.get(3) is None
     store.delete(7)
     assert store.frames() == []
+
+
+@pytest.mark.parametrize("kind", ["stored", "none"])
+def test_talent_linear_fast_path_equals_the_general_one(tmp_path, make_clip, kind):
+    """8-bit talent with a stored (or no) matte is decoded by one table lookup; it must give exactly what the
+    general path (code values -> 16-bit decoding table) gives, edited frames and choke/feather included."""
+    from types import SimpleNamespace
+
+    from harmovid_engine.colour import to_linear
+    from harmovid_engine.matte import MatteStage
+    from harmovid_engine.media import open_source
+
+    src = open_source(make_clip("t.mp4", n=4, w=32, h=24))
+    store = MatteStore(tmp_path / "mattes")
+    a = np.zeros((24, 32), np.float32)
+    a[4:20, 6:26] = 1.0
+    for i in range(4):
+        if kind == "stored" or i == 2:  # "none": one edited frame
+            store.put(i, a)
+    settings = SimpleNamespace(source=kind, temporal_radius=0, choke=1.0, feather=1.5, key={})
+    stage = MatteStage(src, settings, store)
+    for i in range(4):
+        lin, alpha = stage.talent_linear(i)
+        codes, ref_alpha = stage.talent(i)
+        np.testing.assert_array_equal(lin, to_linear((codes * 65535.0 + 0.5).astype(np.uint16)))
+        np.testing.assert_array_equal(alpha, ref_alpha)
+    src.close()

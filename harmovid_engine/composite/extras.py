@@ -66,11 +66,44 @@ def shadow_map(alpha: np.ndarray, light_dir: np.ndarray | None, directionality: 
     if opacity <= 0 or not (alpha > 0.01).any():
         return None
     h, w = alpha.shape
-    f = max(1, round(max(h, w) / 200))  # soft by nature: work at ~200 px
-    sw, sh = max(1, w // f), max(1, h // f)
-    # (area averaging at a non-integer ratio is slow at 1080p; the map is blurred below anyway)
-    a = cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_LINEAR if f > 2 else cv2.INTER_AREA)
+    sw, sh = shadow_grid((w, h))
+    # (area averaging at a non-integer ratio is slow at 1080p; the map is blurred anyway)
+    a = cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_LINEAR if max(w / sw, h / sh) > 2 else cv2.INTER_AREA)
+    shade = _shadow_small(a, light_dir, directionality, opacity, softness)
+    return None if shade is None else cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def shadow_grid(size: tuple[int, int]) -> tuple[int, int]:
+    """(w, h) of the working grid of the shadow for a canvas of ``size`` = (w, h): soft by nature, ~200 px."""
+    w, h = size
+    f = max(1, round(max(w, h) / 200))
+    return max(1, w // f), max(1, h // f)
+
+
+def shadow_from_talent(alpha: np.ndarray, x: float, y: float, scale: float, canvas: tuple[int, int],
+                       light_dir, directionality: float = 0.5, opacity: float = 0.35,
+                       softness: float = 0.04) -> np.ndarray | None:
+    """:func:`shadow_map` of the talent's matte (in its own pixels) placed at ``(x, y, scale)`` on a canvas of
+    ``canvas`` = (w, h), computed from the talent's matte directly on the shadow's small grid (no canvas-size
+    matte is made)."""
+    if opacity <= 0:
+        return None
+    w, h = canvas
+    sw, sh = shadow_grid(canvas)
+    fx, fy = sw / w, sh / h
+    # talent pixel centre u lands on canvas x + scale * (u + 0.5) - 0.5, i.e. on grid (that + 0.5) * f - 0.5
+    m = np.array([[scale * fx, 0.0, (x + 0.5 * scale) * fx - 0.5], [0.0, scale * fy, (y + 0.5 * scale) * fy - 0.5]])
+    a = cv2.warpAffine(np.ascontiguousarray(alpha, np.float32), m, (sw, sh), flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    shade = _shadow_small(a, light_dir, directionality, opacity, softness)
+    return None if shade is None else cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _shadow_small(a: np.ndarray, light_dir, directionality: float, opacity: float, softness: float):
     ys, xs = np.nonzero(a > 0.05)
+    if len(ys) == 0:
+        return None
+    sh, sw = a.shape
     tall = ys.max() - ys.min() + 1
     d = np.array([0.0, 0.5, 0.85], np.float32) if light_dir is None else np.asarray(light_dir, np.float32)
     # cast shadow: shifted away from the light in the image plane, on a wall just behind the talent
@@ -87,5 +120,4 @@ def shadow_map(alpha: np.ndarray, light_dir: np.ndarray | None, directionality: 
     rows = np.arange(sh, dtype=np.float32)[:, None]
     lower = np.clip((rows - (bottom - 0.35 * tall)) / (0.35 * tall), 0, 1)
     contact = cv2.GaussianBlur(a, (0, 0), max(1.0, 0.02 * tall)) * lower
-    shade = np.clip(strength * cast + 0.6 * opacity * contact, 0, 0.9)
-    return cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(strength * cast + 0.6 * opacity * contact, 0, 0.9).astype(np.float32)

@@ -33,10 +33,10 @@ def _kernel():
             return nt.Array(dtype, ndim, "A", readonly=True)
 
         sig = nt.void(arr(nt.float32, 3), arr(nt.float32, 2), arr(nt.float32, 2), arr(nt.float32, 3),
-                      arr(nt.uint8, 3), arr(nt.uint8, 1), nt.Array(nt.uint8, 3, "C"))
+                      arr(nt.uint8, 1), nt.Array(nt.uint8, 3, "A"))
 
         @numba.njit(sig, parallel=True, cache=True, nogil=True)
-        def over_kernel(premult, alpha, shade, plate, plate_codes, enc, out):  # pragma: no cover - compiled
+        def over_kernel(premult, alpha, shade, plate, enc, out):  # pragma: no cover - compiled
             h, w = alpha.shape
             scale = np.float32(65535.0)
             half = np.float32(0.5)
@@ -46,9 +46,7 @@ def _kernel():
                     a = alpha[i, j]
                     s = shade[i, j]
                     if a <= 0 and s <= 0:
-                        for c in range(3):
-                            out[i, j, c] = plate_codes[i, j, c]
-                        continue
+                        continue  # ``out`` holds the plate's codes already
                     bg = (one - a) * (one - s)
                     for c in range(3):
                         v = (premult[i, j, c] + plate[i, j, c] * bg) * scale + half
@@ -63,23 +61,23 @@ def _kernel():
 
 
 def over_codes(premult: np.ndarray, alpha: np.ndarray, shade: np.ndarray | None, plate: np.ndarray,
-               plate_codes: np.ndarray) -> np.ndarray:
-    """(H, W, 3) premultiplied linear talent, (H, W) alpha, (H, W) shadow density or None, (H, W, 3) linear plate and
-    the same plate as 8-bit codes -> (H, W, 3) uint8 composite codes.
+               out: np.ndarray) -> np.ndarray:
+    """(H, W, 3) premultiplied linear talent, (H, W) alpha, (H, W) shadow density or None, (H, W, 3) linear plate;
+    ``out`` (H, W, 3) uint8 holds the plate's 8-bit codes (a window of the output frame) and receives the composite.
 
-    ``plate_codes`` must be the codes ``plate`` was decoded from (the 16-bit encoding table maps every decoded 8-bit
-    code back to itself), so copying them where nothing covers the plate changes nothing."""
+    ``out`` must hold the codes ``plate`` was decoded from (the 16-bit encoding table maps every decoded 8-bit code
+    back to itself), so leaving them where nothing covers the plate changes nothing."""
     k = _kernel()
     if k is None:
         bg = (1.0 - alpha) if shade is None else (1.0 - alpha) * (1.0 - shade)
-        return from_linear(premult + plate * bg[..., None], np.uint8)
+        out[...] = from_linear(premult + plate * bg[..., None], np.uint8)
+        return out
     if shade is None:
         shade = np.zeros_like(alpha)
-    out = np.empty(plate_codes.shape[:2] + (3,), np.uint8)
     f32 = np.float32
     # strided views (a window of the cached plate, the colour channels of a 4-channel placement) are read in place
     args = [premult.astype(f32, copy=False), alpha.astype(f32, copy=False), shade.astype(f32, copy=False),
-            plate.astype(f32, copy=False), plate_codes[..., :3].astype(np.uint8, copy=False), _ENCODE_16_TO_8]
+            plate.astype(f32, copy=False), _ENCODE_16_TO_8]
     k(*[_readonly(a) for a in args], out)
     return out
 

@@ -159,7 +159,8 @@ class AnalyticDeflicker:
         self.radius = int(radius)
         self.sigma = max(self.radius / 2.0, 0.5)
         self.strength = float(strength)
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        # MEDIUM at 160 px aligns better than FAST at 256 px (less flicker left) and costs less in all
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
     # -- measurement --------------------------------------------------------------------------------------------
     def pair_delta(self, prev: Sample, cur: Sample) -> PairDelta:

@@ -89,15 +89,31 @@ class MatteStage:
         table lookup; everything else through :meth:`talent` and the 16-bit decoding table."""
         from ..colour import _DECODE_8, to_linear
 
-        if self.kind != "key" and not self.source.info.linear:
+        if self.kind in ("stored", "none") and not self.source.info.linear:
             frame = self.source.read(i)
             if frame.dtype == np.uint8:
-                _, alpha = self.talent(i)
-                return cv2.LUT(np.ascontiguousarray(frame[..., :3]), _DECODE_8.reshape(1, 256)), alpha
+                return cv2.LUT(np.ascontiguousarray(frame[..., :3]), _DECODE_8.reshape(1, 256)), self._alpha_only(i)
         codes, alpha = self.talent(i)
         if self.source.info.linear:
             return np.clip(codes, 0.0, None), alpha
         return to_linear((codes * 65535.0 + 0.5).astype(np.uint16)), alpha
+
+    def _alpha_only(self, i: int) -> np.ndarray:
+        """The matte of frame i for sources whose matte does not depend on the picture (stored, none)."""
+        h, w = self.source.size[1], self.source.size[0]
+        alpha = self.store.get(i) if (i in self._stored or self.kind == "stored") else None
+        if alpha is None:
+            if self.kind == "stored":
+                raise MatteError(f"no stored matte for frame {i}: import a matte again or edit that frame")
+            alpha = np.ones((h, w), np.float32)
+        if alpha.shape != (h, w):
+            raise MatteError(f"matte of frame {i} is {alpha.shape[1]}x{alpha.shape[0]}, talent is {w}x{h}")
+        if i in self._stored and self.kind != "stored":
+            return alpha  # an edited frame's matte is final
+        s = self.settings
+        if s.choke or s.feather:
+            alpha = edge_ops(alpha, s.choke, s.feather)
+        return alpha
 
     def talent(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.source)

@@ -21,11 +21,38 @@ from ..colour import LUMA_709
 
 EPS = 1e-4
 
-# Priors: skin under neutral light, in log-linear-RGB minus its mean (measured on the portrait footage of the shared
-# sample data; it matches the published skin locus: R above G above B).
-SKIN_CHROMA_PRIOR = np.array([0.55, -0.13, -0.42], np.float32)
-# Log-luminance (linear light, natural log) of well-exposed skin in video (code value ~130 of 255).
-SKIN_LOG_LUMA_PRIOR = -1.55
+# Skin tone varies between people far more than one prior can say: a light-to-medium and a dark mode, each with
+# its log-luminance (mean, spread) at normal exposure and its log-chroma (dark skin is redder: melanin absorbs blue).
+# (weight, log-luma mean, log-luma sd, log-chroma mean (3,), log-chroma sd)
+SKIN_MODES = (
+    (0.65, -1.45, 0.30, np.array([0.52, -0.12, -0.40], np.float32), 0.12),
+    (0.35, -2.20, 0.35, np.array([0.95, -0.06, -0.89], np.float32), 0.15),
+)
+
+
+def skin_posterior(log_luma: float, chroma: np.ndarray, luma_err: float = 0.4, chroma_err: float = 0.2):
+    """Most likely (log-luma, log-chroma) of the talent's skin at normal exposure under neutral light, given what
+    is measured and how far exposure and white balance may be off (``luma_err``, ``chroma_err``: their spreads).
+
+    Bayesian with the two-mode skin prior: each mode's posterior mean, weighted by how well the mode explains the
+    measurement (luminance and chroma together, so saturated dark skin is not taken for under-exposed light skin)."""
+    chroma = np.asarray(chroma, np.float64)
+    logw, means = [], []
+    for w, mu_l, sd_l, mu_c, sd_c in SKIN_MODES:
+        v_l, v_c = sd_l ** 2 + luma_err ** 2, sd_c ** 2 + chroma_err ** 2
+        ll = -0.5 * (log_luma - mu_l) ** 2 / v_l - 0.5 * np.log(v_l)
+        ll += float(-0.5 * ((chroma - mu_c) ** 2).sum() / v_c - 1.5 * np.log(v_c))
+        logw.append(np.log(w) + ll)
+        k_l = sd_l ** 2 / v_l  # how much of the measurement's deviation from the mode is real
+        k_c = sd_c ** 2 / v_c
+        means.append((mu_l + k_l * (log_luma - mu_l), mu_c + k_c * (chroma - mu_c)))
+    r = np.exp(np.array(logw) - max(logw))
+    r /= r.sum()
+    post_l = float(sum(ri * m[0] for ri, m in zip(r, means)))
+    post_c = sum(ri * m[1] for ri, m in zip(r, means))
+    return post_l, (post_c - post_c.mean()).astype(np.float32)
+
+
 # Log-average luminance of a "normal" plate; darker plates pull the talent down by KEY_ADAPTATION per unit.
 PLATE_KEY_REF = -1.2
 

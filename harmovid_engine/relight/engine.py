@@ -3,9 +3,11 @@
 Per frame, at low resolution:
 1. analyse the plate (SH environment, illuminant colour, exposure near the talent) and the talent (skin log-luminance
    and log-chroma, normals from the matte, current low-frequency shading);
-2. adapt white balance and exposure with a von Kries gain in linear light: the talent's skin is pulled toward skin of
-   normal exposure under the plate's illuminant, by an amount that weighs the measurement against the prior
-   (``colour`` / ``intensity`` strengths, 1 = the default amount);
+2. adapt white balance and exposure with a von Kries gain in linear light: the talent's skin is pulled toward what it
+   most likely looks like at normal exposure under the plate's illuminant. That comes from a two-mode skin prior
+   (light-to-medium and dark skin, each with its luminance and chroma: dark skin is not brightened toward a light
+   norm) weighed against the measurement in a Bayesian way (``exposure_error`` / ``white_balance_error``: how far
+   off talent footage typically is); ``colour`` / ``intensity`` scale the correction (1 = the default amount);
 3. replace the talent's directional shading (an order-1 fit on its normals) by the plate's SH irradiance on the same
    normals (``direction`` strength), coloured by the plate's light;
 4. the result is a smooth per-pixel gain field (3 channels) on a coarse grid over the talent; it is upsampled and
@@ -25,8 +27,8 @@ import numpy as np
 from ..colour import LUMA_709
 from ..deflicker.analytic import apply_log_gain
 from ..engines import Engine, register_engine
-from .analysis import (PLATE_KEY_REF, SKIN_CHROMA_PRIOR, SKIN_LOG_LUMA_PRIOR, irradiance, log_image, matte_normals,
-                       plate_environment, plate_stats, skin_mask, talent_stats)
+from .analysis import (PLATE_KEY_REF, irradiance, log_image, matte_normals, plate_environment, plate_stats, skin_mask,
+                       skin_posterior, talent_stats)
 
 GRID = 24  # the gain field's resolution over the talent's bounding box (GRID x GRID)
 ANALYSIS_SIZE = 128  # long side of the talent crop used for analysis
@@ -83,8 +85,12 @@ class AnalyticEngine(Engine):
         # keeps its own shading; above ``direction_gate_high`` the relight is applied in full.
         "direction_gate_low": 0.3,
         "direction_gate_high": 0.6,
-        "colour_weight": 0.5,  # how far the measurement is trusted vs the skin prior at strength 1
-        "intensity_weight": 0.5,
+        # How far off exposure and white balance of talent footage typically are (log units): the skin prior's
+        # posterior weighs the measurement against the prior with these.
+        "exposure_error": 0.5,
+        "white_balance_error": 0.2,
+        "colour_weight": 0.67,  # share of the posterior's white-balance correction applied at strength 1
+        "intensity_weight": 1.0,  # share of the posterior's exposure correction applied at strength 1
         "plate_adaptation": 0.35,  # how much of the plate's illuminant colour the talent takes on
         "key_adaptation": 0.5,  # how much a darker/brighter plate darkens/brightens the talent (per log unit)
         "key_deadzone": 1.0,  # plate key deviations (log units) the camera's exposure absorbs
@@ -118,10 +124,12 @@ class AnalyticEngine(Engine):
         # deviations of the plate's key beyond a dead zone carry over partially.
         dev = ps.log_key - PLATE_KEY_REF
         dev = np.sign(dev) * max(abs(dev) - s["key_deadzone"], 0.0)
-        target_l = SKIN_LOG_LUMA_PRIOR + s["key_adaptation"] * dev
+        # what the skin most likely looks like at normal exposure under neutral light (two-mode skin prior)
+        skin_l, skin_c = skin_posterior(ts.log_luma, ts.chroma, s["exposure_error"], s["white_balance_error"])
+        target_l = skin_l + s["key_adaptation"] * dev
         d_luma = s["intensity"] * s["intensity_weight"] * trust * (target_l - ts.log_luma)
         # white balance: skin under the plate's illuminant
-        target_c = SKIN_CHROMA_PRIOR + s["plate_adaptation"] * ps.chroma
+        target_c = skin_c + s["plate_adaptation"] * ps.chroma
         d_chroma = s["colour"] * s["colour_weight"] * trust * (target_c - ts.chroma)
         d_chroma = d_chroma - d_chroma @ LUMA_709  # chroma only: luminance is handled by d_luma
         gain = (d_luma + d_chroma).astype(np.float32)

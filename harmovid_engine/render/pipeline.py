@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..composite import over, place_talent, plate_index_for, unpremultiply
-from ..composite.extras import light_wrap, light_wrap_size, shadow_map
+from ..composite.extras import light_wrap, light_wrap_size, shadow_from_talent
 from ..composite.fast import over_codes
 from ..deflicker import AnalyticDeflicker, make_sample
 from ..deflicker.analytic import ZERO, apply_log_gain, local_field
@@ -269,8 +269,9 @@ class Compositor:
         The talent is harmonized, deflickered and light-wrapped in its own pixels and placed last, so full-canvas
         work is only placement, shadow and over. Returns None when the talent is off the canvas, else
         (roi, composite, harmonized straight, alpha, plate window, per-frame straight or None, original or None).
-        With ``codes`` (the plate's 8-bit code values at canvas size) it returns (roi, composite codes of the window)
-        from the fused over + encode of :func:`over_codes`, the same values as encoding the float composite.
+        With ``codes`` (a writable copy of the plate's 8-bit code values at canvas size) the window of ``codes``
+        receives the composite from the fused over + encode of :func:`over_codes` (the same values as encoding the
+        float composite) and it returns (roi, None).
         """
         if not 0 <= i < self.frame_count:
             raise IndexError(f"frame {i} is outside the talent clip (0..{self.frame_count - 1})")
@@ -335,12 +336,13 @@ class Compositor:
         if st.shadow and st.shadow_opacity > 0:
             light = getattr(params, "light_dir", None)
             directionality = getattr(params, "directionality", 0.5)
-            shade = shadow_map(a, light, directionality, st.shadow_opacity, st.shadow_softness)
+            shade = shadow_from_talent(alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0), light, directionality,
+                                       st.shadow_opacity, st.shadow_softness)
             t0 = self._tick("shadow", t0)
-        if codes is not None:  # the export's fused over + encode
-            out = over_codes(premult, a, shade, plate, codes[y0:y1, x0:x1])
+        if codes is not None:  # the export's fused over + encode, into the output frame's window
+            over_codes(premult, a, shade, plate, codes[y0:y1, x0:x1])
             self._tick("composite + encode", t0)
-            return roi, out
+            return roi, None
         background = 1.0 - a  # what of the plate shows through, darkened by the shadow
         if shade is not None:
             background *= 1.0 - shade
@@ -387,10 +389,7 @@ class Compositor:
         if plate_codes.dtype != np.uint8 or self.plate_src.info.linear or self.scale != 1.0:
             return from_linear(self.layers(i).composite, np.uint8)
         out = plate_codes.copy()
-        res = self._composite_window(i, codes=plate_codes)
-        if res is not None:
-            (x0, y0, x1, y1), comp = res
-            out[y0:y1, x0:x1] = comp
+        self._composite_window(i, codes=out)
         return out
 
     def frame(self, i: int, layer: str = "composite") -> tuple[np.ndarray, np.ndarray | None]:
