@@ -92,3 +92,12 @@ def test_stored_mattes_override_the_key_on_edited_frames(keyed_project):
     comp = Compositor(keyed_project)
     _, alpha = comp.matte.talent(4)
     assert np.array_equal(alpha, store.get(4))
+
+
+def test_allocator_tuning_is_harmless_and_idempotent():
+    from harmovid_engine.perf import tune_allocator
+
+    first = tune_allocator()
+    assert tune_allocator() == first  # a second call changes nothing
+    a = np.ones((1024, 1024, 4), np.float32)  # large buffers still allocate and free normally
+    del a
