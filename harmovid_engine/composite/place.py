@@ -40,7 +40,9 @@ def place_talent(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, 
     out = cv2.warpAffine(src, m, (w_out, h_out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                          borderValue=(0, 0, 0, 0))
     # bilinear weights sum to one, so alpha stays in [0, 1] up to rounding: trim that
-    return out[..., :3], cv2.threshold(np.ascontiguousarray(out[..., 3]), 1.0, 1.0, cv2.THRESH_TRUNC)[1]
+    a = cv2.extractChannel(out, 3)
+    cv2.threshold(a, 1.0, 1.0, cv2.THRESH_TRUNC, dst=a)
+    return out[..., :3], a
 
 
 def plate_index_for(talent_index: int, talent_fps: Fraction, plate_fps: Fraction | None,

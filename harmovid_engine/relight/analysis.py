@@ -118,7 +118,8 @@ def skin_mask(rgb_linear: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     y = rgb_linear @ LUMA_709
     warm = (c[..., 0] > 0.12) & (c[..., 0] - c[..., 2] > 0.25) & (c[..., 0] - c[..., 2] < 2.6)
     green_ok = (c[..., 1] > -0.45) & (c[..., 1] < 0.12)
-    lit = (y > 0.01) & (rgb_linear.max(-1) < 0.97)
+    r, g, b = cv2.split(np.ascontiguousarray(rgb_linear, np.float32))
+    lit = (y > 0.01) & (cv2.max(cv2.max(r, g), b) < 0.97)
     return warm & green_ok & lit & (alpha > 0.9)
 
 
