@@ -2,12 +2,15 @@
 straight to 8-bit sRGB code values.
 
 ``over_codes`` computes exactly what ``from_linear(premult + plate * (1 - alpha) * (1 - shade))`` computes (same
-float32 arithmetic, same 16-bit encoding table) but in one parallel pass that copies the plate's decoded code values
-where neither the talent nor its shadow reaches: at 1080p this is ~3 ms instead of ~45 ms of whole-array numpy work.
-The kernel is compiled by numba on first use and cached on disk; without numba the numpy expression is used.
+float32 arithmetic, same 16-bit encoding table) but in one parallel pass, writing into the output frame and leaving
+the plate's decoded code values where neither the talent nor its shadow reaches: at 1080p a few ms instead of ~45 ms
+of whole-array numpy work. The kernel is compiled by numba on first use and cached on disk (the Studio loads it in
+the background at start-up: loading holds Python's lock for ~80 ms); without numba the numpy expression is used.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -15,9 +18,15 @@ from ..colour import _ENCODE_16_TO_8, from_linear
 
 _KERNEL = None
 _TRIED = False
+_LOCK = threading.Lock()  # a render thread waits for a warm-up thread still loading the kernel
 
 
 def _kernel():
+    with _LOCK:
+        return _load()
+
+
+def _load():
     global _KERNEL, _TRIED
     if not _TRIED:
         _TRIED = True
