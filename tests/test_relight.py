@@ -165,7 +165,7 @@ def test_skin_prior_does_not_pull_dark_skin_toward_a_light_norm():
     assert post_light - dark_l > 0.3
 
 
-def test_fused_export_composite_equals_encoding_the_float_composite():
+def test_fused_export_composite_equals_encoding_the_float_composite(monkeypatch):
     """The numba over + encode kernel gives exactly the codes of encoding the float composite, on strided windows,
     with and without a shadow, and leaves uncovered plate pixels untouched."""
     from harmovid_engine.colour import from_linear, to_linear
@@ -185,6 +185,14 @@ def test_fused_export_composite_equals_encoding_the_float_composite():
         over_codes(premult, alpha, shade, plate[3:h + 3, 2:w + 2], out[3:h + 3, 2:w + 2])
         np.testing.assert_array_equal(out[3:h + 3, 2:w + 2], expected)
         np.testing.assert_array_equal(out[:3], plate_codes[:3])  # outside the window: untouched
+    # without the compiled kernel (no numba, no writable cache) the numpy path gives the same codes
+    import harmovid_engine.composite.fast as fast
+
+    monkeypatch.setattr(fast, "_kernel", lambda: None)
+    out = plate_codes.copy()
+    over_codes(premult, alpha, None, plate[3:h + 3, 2:w + 2], out[3:h + 3, 2:w + 2])
+    np.testing.assert_array_equal(out[3:h + 3, 2:w + 2],
+                                  from_linear(premult + plate[3:h + 3, 2:w + 2] * (1.0 - alpha)[..., None], np.uint8))
 
 
 def test_shadow_from_the_talents_matte_matches_the_shadow_of_the_placed_matte():

@@ -35,38 +35,47 @@ def _load():
         except Exception:  # pragma: no cover - numba is a dependency; the numpy path still gives the same image
             return None
 
-        # one signature for every memory layout (windows of cached frames are strided), compiled once, cached on disk
-        from numba import types as nt
+        try:
+            _KERNEL = _compile(numba)
+        except Exception as exc:  # no writable cache, an LLVM problem: export still works, on the numpy path
+            import logging
 
-        def arr(dtype, ndim):  # any layout, read-only (cached decoded frames are read-only)
-            return nt.Array(dtype, ndim, "A", readonly=True)
-
-        sig = nt.void(arr(nt.float32, 3), arr(nt.float32, 2), arr(nt.float32, 2), arr(nt.float32, 3),
-                      arr(nt.uint8, 1), nt.Array(nt.uint8, 3, "A"))
-
-        @numba.njit(sig, parallel=True, cache=True, nogil=True)
-        def over_kernel(premult, alpha, shade, plate, enc, out):  # pragma: no cover - compiled
-            h, w = alpha.shape
-            scale = np.float32(65535.0)
-            half = np.float32(0.5)
-            one = np.float32(1.0)
-            for i in numba.prange(h):
-                for j in range(w):
-                    a = alpha[i, j]
-                    s = shade[i, j]
-                    if a <= 0 and s <= 0:
-                        continue  # ``out`` holds the plate's codes already
-                    bg = (one - a) * (one - s)
-                    for c in range(3):
-                        v = (premult[i, j, c] + plate[i, j, c] * bg) * scale + half
-                        if v < 0:
-                            v = np.float32(0.0)
-                        elif v > scale:
-                            v = scale
-                        out[i, j, c] = enc[np.uint16(v)]
-
-        _KERNEL = over_kernel
+            logging.getLogger(__name__).warning("export kernel unavailable (%s); using the slower numpy path", exc)
     return _KERNEL
+
+
+def _compile(numba):
+    # one signature for every memory layout (windows of cached frames are strided), compiled once, cached on disk
+    from numba import types as nt
+
+    def arr(dtype, ndim):  # any layout, read-only (cached decoded frames are read-only)
+        return nt.Array(dtype, ndim, "A", readonly=True)
+
+    sig = nt.void(arr(nt.float32, 3), arr(nt.float32, 2), arr(nt.float32, 2), arr(nt.float32, 3),
+                  arr(nt.uint8, 1), nt.Array(nt.uint8, 3, "A"))
+
+    @numba.njit(sig, parallel=True, cache=True, nogil=True)
+    def over_kernel(premult, alpha, shade, plate, enc, out):  # pragma: no cover - compiled
+        h, w = alpha.shape
+        scale = np.float32(65535.0)
+        half = np.float32(0.5)
+        one = np.float32(1.0)
+        for i in numba.prange(h):
+            for j in range(w):
+                a = alpha[i, j]
+                s = shade[i, j]
+                if a <= 0 and s <= 0:
+                    continue  # ``out`` holds the plate's codes already
+                bg = (one - a) * (one - s)
+                for c in range(3):
+                    v = (premult[i, j, c] + plate[i, j, c] * bg) * scale + half
+                    if v < 0:
+                        v = np.float32(0.0)
+                    elif v > scale:
+                        v = scale
+                    out[i, j, c] = enc[np.uint16(v)]
+
+    return over_kernel
 
 
 def over_codes(premult: np.ndarray, alpha: np.ndarray, shade: np.ndarray | None, plate: np.ndarray,
