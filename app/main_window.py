@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QRectF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
-from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QFormLayout, QLabel,
-                               QMainWindow, QMessageBox, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QFormLayout, QFrame,
+                               QLabel, QMainWindow, QMessageBox, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from harmovid_engine import __version__
 from harmovid_engine.errors import HarmoVidError
@@ -26,6 +26,7 @@ from .viewer import VIEW_MODES, Viewer
 from .workers import PreviewWorker, ScopeWorker
 
 AUTOSAVE_MS = 30_000
+LAYOUT_VERSION = 2  # bump when the docks change: saved window layouts of other versions are not restored
 SHORTCUTS = [
     ("Space", "play / pause"), ("J / K / L", "play backward / stop / play forward (repeat to go faster)"),
     ("Left / Right", "previous / next frame"), ("Home / End", "first / last frame"), ("I / O", "set in / out point"),
@@ -81,12 +82,14 @@ class MainWindow(QMainWindow):
         self.inspector = Inspector()
         self.scope = FlickerScope()
         self._dock("Inspector", self.inspector, Qt.RightDockWidgetArea)
-        self._dock("Flicker scope", self.scope, Qt.BottomDockWidgetArea).setMinimumHeight(170)
+        scope_dock = self._dock("Flicker scope", self.scope, Qt.BottomDockWidgetArea)
+        scope_dock.setMinimumHeight(120)
         self.matte_tools = MatteTools(self)
         self.matte_panel = MattePanel(self.matte_tools, self)
         self.tabifyDockWidget(self.findChild(QDockWidget, "Inspector"),
                               self._dock("Matte", self.matte_panel, Qt.RightDockWidgetArea))
         self.findChild(QDockWidget, "Inspector").raise_()
+        self.resizeDocks([scope_dock], [190], Qt.Vertical)  # the picture gets the room (a saved layout overrides)
         self.viewer.matteClicked.connect(self.matte_tools.click)
         self.viewer.matteBox.connect(self.matte_tools.box)
         self.viewer.matteStroke.connect(self.matte_tools.stroke)
@@ -126,13 +129,36 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geo)
         state = self.qsettings.value("windowState")
         if state is not None:
-            self.restoreState(state)
+            # a layout saved by a version with other docks is ignored (Qt refuses another version number)
+            self.restoreState(state, LAYOUT_VERSION)
+        self._fit_to_screen()
         self._update_status()
+
+    def _fit_to_screen(self) -> None:
+        """A window restored from a larger screen (or grown by a saved layout) is brought back onto this one."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        avail = screen.availableGeometry()
+        w, h = min(self.width(), avail.width()), min(self.height(), avail.height())
+        if (w, h) != (self.width(), self.height()):
+            self.resize(w, h)
+        x = min(max(self.x(), avail.x()), avail.right() - w + 1)
+        y = min(max(self.y(), avail.y()), avail.bottom() - h + 1)
+        if (x, y) != (self.x(), self.y()):
+            self.move(x, y)
 
     # -- construction -------------------------------------------------------------------------------------------
     def _dock(self, title, widget, area):
         d = QDockWidget(title, self)
         d.setObjectName(title)
+        if area == Qt.RightDockWidgetArea:  # long panels scroll, so the window fits small screens
+            scroll = QScrollArea()
+            scroll.setWidget(widget)
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.NoFrame)
+            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+            widget = scroll
         d.setWidget(widget)
         self.addDockWidget(area, d)
         return d
@@ -803,7 +829,7 @@ class MainWindow(QMainWindow):
         if self.project is not None:
             self.project.discard_recovery()
         self.qsettings.setValue("geometry", self.saveGeometry())
-        self.qsettings.setValue("windowState", self.saveState())
+        self.qsettings.setValue("windowState", self.saveState(LAYOUT_VERSION))
         e.accept()
 
 

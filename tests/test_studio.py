@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from harmovid_engine.media import probe
@@ -241,3 +241,30 @@ def test_placement_fields_edit_the_key_at_the_playhead_when_animated(qtbot, wind
     assert window.project.placement.at(0)[0] == -80.0
     window.undo.undo()
     assert window.project.placement.at(40)[0] == 0.0
+
+
+def test_a_stale_or_oversized_saved_layout_still_gives_a_window_that_fits(qtbot, tmp_path):
+    """A window layout saved by an older version (other docks) is not restored: the Matte panel stays a tab beside
+    the Inspector; a saved geometry larger than this screen is brought back onto it."""
+    from PySide6.QtWidgets import QDockWidget, QMainWindow
+
+    from app.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    old = QMainWindow()  # an old layout: only an Inspector dock, stacked, saved with version 0
+    for name in ("Inspector", "Matte"):
+        d = QDockWidget(name, old)
+        d.setObjectName(name)
+        old.addDockWidget(Qt.RightDockWidgetArea, d)
+    old.resize(5000, 4000)
+    settings.setValue("windowState", old.saveState(0))
+    settings.setValue("geometry", old.saveGeometry())
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    inspector, matte = w.findChild(QDockWidget, "Inspector"), w.findChild(QDockWidget, "Matte")
+    assert matte in w.tabifiedDockWidgets(inspector)
+    avail = w.screen().availableGeometry()
+    assert w.width() <= avail.width() and w.height() <= avail.height()
+    w.undo.setClean()
+    w.close()
