@@ -68,7 +68,8 @@ def _composite_lin(h, a, b):
 # -- lut protocols -------------------------------------------------------------------------------------------------
 def _lut_clip(data_dir: Path, name: str, frames: int, methods: list[str], which: tuple[str, ...]) -> dict:
     """Rows {protocol: {method: [row per k]}} for one clip; the clip is loaded and inpainted once for both."""
-    per_case = {p: {m: [] for m in methods + [IDEAL]} for p in which}
+    rows = methods + [IDEAL]
+    per_case = {p: {m: [] for m in rows} for p in which}
     clip = load_clip(data_dir, name, frames)
     T = len(clip.frames)
     plates = [clean_plate(clip.frames[t], clip.alpha[t]) for t in range(T)]
@@ -83,7 +84,7 @@ def _lut_clip(data_dir: Path, name: str, frames: int, methods: list[str], which:
             pert = draw_jitter(name, k, T) if jitter else [draw_static(name, k)] * T
             talents = [srgb_to_linear((composite_codes(clip.frames[t], perturb(clip.frames[t], pert[t]),
                                                        clip.alpha[t]) / 255.0).astype(np.float32)) for t in range(T)]
-            for m in methods + [IDEAL]:
+            for m in rows:
                 t0 = time.perf_counter()
                 if m == IDEAL:  # the real clip as the talent layer: what a perfect harmonizer would hand over
                     harmonized = [srgb_to_linear(f.astype(np.float32) / 255.0) for f in clip.frames]
@@ -136,18 +137,19 @@ def _run_jobs(fn, jobs: dict, workers: int):
 def run_lut(data_dir: Path, clips: list[str], frames: int, methods: list[str], which: tuple[str, ...],
             log: Callable[[str], None], workers: int = 1) -> dict:
     """lut_static and/or lut_jitter over all clips (clips in parallel over ``workers`` processes)."""
-    per_case = {p: {m: [] for m in methods + [IDEAL]} for p in which}
+    rows = methods + [IDEAL]
+    per_case = {p: {m: [] for m in rows} for p in which}
 
     def merge(res, name):
         for p in which:
-            for m in methods + [IDEAL]:
+            for m in rows:
                 per_case[p][m].extend(res[p][m])
         log(f"{'/'.join(which)}: {name} done")
 
     for c, res in _run_jobs(_lut_clip, {c: (data_dir, c, frames, methods, which) for c in clips}, workers):
         merge(res, c)
     for p in which:  # stable order whatever finished first
-        for m in methods + [IDEAL]:
+        for m in rows:
             per_case[p][m].sort(key=lambda r: (r["clip"], r["k"]))
     return {p: summarise(per_case[p], with_worse=True) for p in which}
 

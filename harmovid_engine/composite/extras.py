@@ -22,8 +22,8 @@ def light_wrap(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, strengt
         return talent
     h, w = alpha.shape
     radius = radius or max(2.0, 0.012 * max(h, w))
-    f = 4 if min(h, w) >= 256 else 1
-    small = (max(1, w // f), max(1, h // f))
+    f = _light_wrap_factor(w, h)
+    small = light_wrap_size((w, h))
     a = cv2.resize(alpha, small, interpolation=cv2.INTER_AREA)
     p = plate if plate.shape[1::-1] == small else cv2.resize(plate, small, interpolation=cv2.INTER_AREA)
     bg = 1.0 - a
@@ -44,15 +44,12 @@ def light_wrap(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, strengt
 def light_wrap_size(talent_size: tuple[int, int]) -> tuple[int, int]:
     """(w, h) at which :func:`light_wrap` uses the plate, for a talent of ``talent_size`` = (w, h)."""
     w, h = talent_size
-    f = 4 if min(h, w) >= 256 else 1
+    f = _light_wrap_factor(w, h)
     return max(1, w // f), max(1, h // f)
 
 
-def cast_shadow(plate: np.ndarray, alpha: np.ndarray, light_dir: np.ndarray | None, directionality: float = 0.5,
-                opacity: float = 0.35, softness: float = 0.04) -> np.ndarray:
-    """The plate darkened by :func:`shadow_map`."""
-    shade = shadow_map(alpha, light_dir, directionality, opacity, softness)
-    return plate if shade is None else plate * (1.0 - shade)[..., None]
+def _light_wrap_factor(w: int, h: int) -> int:
+    return 4 if min(h, w) >= 256 else 1
 
 
 def shadow_map(alpha: np.ndarray, light_dir: np.ndarray | None, directionality: float = 0.5,

@@ -54,6 +54,13 @@ def local_field(local: np.ndarray, w: int, h: int) -> np.ndarray:
     return field
 
 
+def correction_field(glob: np.ndarray, local: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(h, w, 3) log-gain field of a correction (global + packed local) over a region of w x h pixels."""
+    field = local_field(local, w, h)
+    field += np.asarray(glob, np.float32)
+    return field
+
+
 _GRIDS: dict = {}
 
 
@@ -252,9 +259,7 @@ class AnalyticDeflicker:
         if roi is None:
             return out
         x0, y0, x1, y1 = roi
-        field = local_field(local, x1 - x0, y1 - y0)
-        field += np.asarray(glob, np.float32)
-        return apply_log_gain(out, roi, field, alpha)
+        return apply_log_gain(out, roi, correction_field(glob, local, x1 - x0, y1 - y0), alpha)
 
     def run_sequence(self, outputs, inputs, alphas, plates=None):
         """Deflicker a whole sequence in memory (benchmarks, tests): lists of canvas-size float32 linear frames."""

@@ -71,14 +71,10 @@ class MatteStage:
 
             alpha = alpha_to_float(frame[..., 3])
         elif self.kind == "stored":
-            alpha = self.store.get(i)
-            if alpha is None:
-                raise MatteError(f"no stored matte for frame {i}: import a matte again or edit that frame")
+            alpha = self._stored_alpha(i)
         else:
             alpha = np.ones(rgb.shape[:2], np.float32)
-        if alpha.shape != rgb.shape[:2]:
-            raise MatteError(f"matte of frame {i} is {alpha.shape[1]}x{alpha.shape[0]}, talent is "
-                             f"{rgb.shape[1]}x{rgb.shape[0]}")
+        _check_size(i, alpha, rgb.shape[:2])
         self._raw[i] = (rgb, alpha)
         while len(self._raw) > self._raw_cap:
             self._raw.popitem(last=False)
@@ -100,20 +96,23 @@ class MatteStage:
 
     def _alpha_only(self, i: int) -> np.ndarray:
         """The matte of frame i for sources whose matte does not depend on the picture (stored, none)."""
-        h, w = self.source.size[1], self.source.size[0]
-        alpha = self.store.get(i) if (i in self._stored or self.kind == "stored") else None
-        if alpha is None:
-            if self.kind == "stored":
-                raise MatteError(f"no stored matte for frame {i}: import a matte again or edit that frame")
-            alpha = np.ones((h, w), np.float32)
-        if alpha.shape != (h, w):
-            raise MatteError(f"matte of frame {i} is {alpha.shape[1]}x{alpha.shape[0]}, talent is {w}x{h}")
+        w, h = self.source.size
         if i in self._stored and self.kind != "stored":
-            return alpha  # an edited frame's matte is final
-        s = self.settings
-        if s.choke or s.feather:
-            alpha = edge_ops(alpha, s.choke, s.feather)
+            return self.store.get(i)  # an edited frame's matte is final
+        alpha = self._stored_alpha(i) if self.kind == "stored" else np.ones((h, w), np.float32)
+        _check_size(i, alpha, (h, w))
+        return self._edges(alpha)
+
+    def _stored_alpha(self, i: int) -> np.ndarray:
+        alpha = self.store.get(i)
+        if alpha is None:
+            raise MatteError(f"no stored matte for frame {i}: import a matte again or edit that frame")
         return alpha
+
+    def _edges(self, alpha: np.ndarray) -> np.ndarray:
+        """The matte after the user's choke and feather."""
+        s = self.settings
+        return edge_ops(alpha, s.choke, s.feather) if (s.choke or s.feather) else alpha
 
     def talent(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.source)
@@ -126,7 +125,9 @@ class MatteStage:
             # the centre entry may have been evicted and re-read; take it from the window
             rgb, alpha = window[i - lo]
             alpha = smooth_alpha_in_time([a for _, a in window], [f for f, _ in window], i - lo)
-        s = self.settings
-        if s.choke or s.feather:
-            alpha = edge_ops(alpha, s.choke, s.feather)
-        return rgb, alpha
+        return rgb, self._edges(alpha)
+
+
+def _check_size(i: int, alpha: np.ndarray, shape: tuple[int, int]) -> None:
+    if alpha.shape != tuple(shape):
+        raise MatteError(f"matte of frame {i} is {alpha.shape[1]}x{alpha.shape[0]}, talent is {shape[1]}x{shape[0]}")

@@ -173,10 +173,10 @@ def talent_stats(rgb_linear: np.ndarray, alpha: np.ndarray, skin: np.ndarray | N
         region = alpha > 0.5
     lr = log_image(rgb_linear[region])
     y = np.log(np.maximum(rgb_linear[region] @ LUMA_709, EPS))
-    lo, hi = _quantiles(y, (0.1, 0.9))
+    lo, med, hi = _quantiles(y, (0.1, 0.5, 0.9))
     keep = (y >= lo) & (y <= hi)
     ch = lr[keep].mean(0) if keep.any() else lr.mean(0)
-    return TalentStats(float(_quantiles(y, (0.5,))[0]), (ch - ch.mean()).astype(np.float32),
+    return TalentStats(med, (ch - ch.mean()).astype(np.float32),
                        float(skin.sum() / max((alpha > 0.9).sum(), 1)))
 
 

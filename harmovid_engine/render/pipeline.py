@@ -22,7 +22,7 @@ from ..composite import over, place_talent, plate_index_for, unpremultiply
 from ..composite.extras import light_wrap, light_wrap_size, shadow_from_talent
 from ..composite.fast import over_codes
 from ..deflicker import AnalyticDeflicker, make_sample
-from ..deflicker.analytic import ZERO, apply_log_gain, local_field
+from ..deflicker.analytic import ZERO, apply_log_gain, correction_field
 from ..engines import create_engine
 from ..errors import HarmoVidError
 from ..matte import MatteStage, MatteStore
@@ -297,8 +297,7 @@ class Compositor:
             t0 = time.perf_counter()
             cg, cl = self.deflicker.correction(deltas, i, 0, last)
             h, w = alpha.shape
-            field = local_field(cl, w, h)
-            field += np.asarray(cg, np.float32)
+            field = correction_field(cg, cl, w, h)
             if fuse:
                 (x0, y0, x1, y1), engine_field = self.engine.log_gain(alpha.shape, params)
                 field[y0:y1, x0:x1] += engine_field
