@@ -1,6 +1,7 @@
 """Media I/O: probing, frame-accurate reads, writers, colour round trips, bad files."""
 
 import random
+import subprocess
 from fractions import Fraction
 
 import numpy as np
@@ -182,6 +183,39 @@ def test_h264_odd_size_and_tags(tmp_path):
     info = probe(dest)
     assert info.fps == Fraction(30000, 1001) and info.frame_count == 3
     assert info.color_tags == "bt709" and (info.width, info.height) == (64, 42)
+
+
+def test_in_process_4_2_0_conversion_matches_ffmpegs(tmp_path, monkeypatch):
+    """Even-sized H.264 frames are converted to BT.709 limited-range 4:2:0 in process: luma within one code of
+    ffmpeg's own conversion everywhere, chroma of flat areas too (the filters differ at edges); the file decodes to
+    the same colours either way."""
+    import harmovid_engine.composite.fast as fast
+    from harmovid_engine.media.ffmpeg import ffmpeg_exe
+
+    img = _patch_frame()
+    img[:4] = np.arange(4 * 128 * 3).reshape(4, 128, 3) % 256  # some detail (outside the measured patches)
+    packed = fast.rgb_to_i420(img)
+    run = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "128x64",
+                          "-i", "-", "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd",
+                          "-pix_fmt", "yuv420p", "-f", "rawvideo", "-"], input=img.tobytes(), capture_output=True,
+                         check=True)
+    ref = np.frombuffer(run.stdout, np.uint8)
+    n = 128 * 64
+    assert np.abs(packed[:n].astype(int) - ref[:n]).max() <= 1
+    cb, rcb = packed[n:n + n // 4].reshape(32, 64), ref[n:n + n // 4].reshape(32, 64)
+    flat = (slice(3, 13), slice(8, 13))  # inside the first patch (chroma is at half resolution)
+    assert np.abs(cb[flat].astype(int) - rcb[flat]).max() <= 1
+    decoded = {}
+    for kernel in (True, False):
+        monkeypatch.setattr(fast, "kernel_available", lambda k=kernel: k)
+        with open_writer("h264", tmp_path / f"k{kernel}.mp4", 128, 64, Fraction(25), crf=4) as w:
+            assert w.input_pix_fmt() == ("yuv420p" if kernel else "rgb24")
+            for _ in range(3):
+                w.write_codes(img)
+        decoded[kernel] = open_source(tmp_path / f"k{kernel}.mp4").read(1)[..., :3]
+        errs = _patch_errors(decoded[kernel], img)  # (the detail band adds a little coding noise near it)
+        assert errs.max() <= 1.5 and errs.mean() < 0.5
+        assert probe(tmp_path / f"k{kernel}.mp4").color_tags == "bt709"
 
 
 def test_audio_of_the_talent_is_carried_into_exports(tmp_path):

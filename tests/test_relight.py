@@ -165,34 +165,44 @@ def test_skin_prior_does_not_pull_dark_skin_toward_a_light_norm():
     assert post_light - dark_l > 0.3
 
 
-def test_fused_export_composite_equals_encoding_the_float_composite(monkeypatch):
-    """The numba over + encode kernel gives exactly the codes of encoding the float composite, on strided windows,
-    with and without a shadow, and leaves uncovered plate pixels untouched."""
+@pytest.mark.parametrize("x, y, scale", [(5.0, 3.0, 1.0), (-7.3, 4.6, 2.11), (10.25, -3.5, 0.7), (2.5, 1.0, 0.3)])
+def test_fused_export_composite_equals_encoding_the_float_composite(monkeypatch, x, y, scale):
+    """The export's fused place + over + encode kernel gives exactly the codes of encoding the float composite of
+    ``place_talent``'s layers, on a strided window, with and without a shadow, and leaves the plate's codes where
+    neither talent nor shadow reaches; without the compiled kernel the OpenCV/numpy path agrees with itself, and the
+    two placements agree in geometry (OpenCV's bilinear weights are quantised to 1/32 pixel)."""
+    import harmovid_engine.composite.fast as fast
     from harmovid_engine.colour import from_linear, to_linear
-    from harmovid_engine.composite.fast import over_codes
+    from harmovid_engine.composite import place_talent
+    from harmovid_engine.composite.fast import place_over_codes
 
     rng = np.random.default_rng(0)
-    h, w = 40, 56
-    placed = rng.random((h, w + 8, 4), dtype=np.float32)
-    alpha = np.clip(rng.random((h, w), dtype=np.float32) * 1.6 - 0.5, 0, 1)
-    premult = placed[:, 4:w + 4, :3] * alpha[..., None]
-    plate_codes = (rng.random((h + 6, w + 6, 3)) * 255).astype(np.uint8)
-    plate = to_linear(plate_codes)
-    for shade in (None, np.clip(rng.random((h, w), dtype=np.float32) - 0.4, 0, 0.9)):
-        bg = (1.0 - alpha) if shade is None else (1.0 - alpha) * (1.0 - shade)
-        expected = from_linear(premult + plate[3:h + 3, 2:w + 2] * bg[..., None], np.uint8)
-        out = plate_codes.copy()
-        over_codes(premult, alpha, shade, plate[3:h + 3, 2:w + 2], out[3:h + 3, 2:w + 2])
-        np.testing.assert_array_equal(out[3:h + 3, 2:w + 2], expected)
-        np.testing.assert_array_equal(out[:3], plate_codes[:3])  # outside the window: untouched
-    # without the compiled kernel (no numba, no writable cache) the numpy path gives the same codes
-    import harmovid_engine.composite.fast as fast
+    th, tw = 30, 24
+    rgb = rng.random((th, tw, 3), dtype=np.float32)
+    alpha = np.clip(rng.random((th, tw), dtype=np.float32) * 1.6 - 0.5, 0, 1)
+    alpha[:, :3] = 0  # a clear band: the plate shows there
+    h, w = 48, 60
+    frame = (rng.random((h + 6, w + 6, 3)) * 255).astype(np.uint8)
+    plate = to_linear(frame[3:h + 3, 2:w + 2])
 
+    def expected(premult, a, shade):
+        bg = (1.0 - a) if shade is None else (1.0 - a) * (1.0 - shade)
+        return from_linear(premult + plate * bg[..., None], np.uint8)
+
+    premult, a = place_talent(rgb, alpha, x, y, scale, (w, h))
+    assert (a == 0).any() and (a > 0).any()
+    for shade in (None, np.clip(rng.random((h, w), dtype=np.float32) - 0.4, 0, 0.9)):
+        out = frame.copy()
+        place_over_codes(rgb, alpha, x, y, scale, shade, out[3:h + 3, 2:w + 2])
+        np.testing.assert_array_equal(out[3:h + 3, 2:w + 2], expected(premult, a, shade))
+        np.testing.assert_array_equal(out[:3], frame[:3])  # outside the window: untouched
     monkeypatch.setattr(fast, "_kernel", lambda: None)
-    out = plate_codes.copy()
-    over_codes(premult, alpha, None, plate[3:h + 3, 2:w + 2], out[3:h + 3, 2:w + 2])
-    np.testing.assert_array_equal(out[3:h + 3, 2:w + 2],
-                                  from_linear(premult + plate[3:h + 3, 2:w + 2] * (1.0 - alpha)[..., None], np.uint8))
+    cv_premult, cv_a = place_talent(rgb, alpha, x, y, scale, (w, h))
+    assert np.abs(cv_a - a).max() < 0.05 and np.abs(cv_premult - premult).max() < 0.05
+    assert np.abs(cv_a - a).mean() < 0.005
+    out = frame.copy()
+    place_over_codes(rgb, alpha, x, y, scale, None, out[3:h + 3, 2:w + 2])
+    np.testing.assert_array_equal(out[3:h + 3, 2:w + 2], expected(cv_premult, cv_a, None))
 
 
 def test_shadow_from_the_talents_matte_matches_the_shadow_of_the_placed_matte():

@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from ..colour import _ENCODE_16_TO_8, from_linear
+from ..colour import _DECODE_8, _ENCODE_16_TO_8, from_linear, to_linear
 
 _KERNEL = None
 _TRIED = False
@@ -44,6 +44,11 @@ def _load():
     return _KERNEL
 
 
+class _Kernels:
+    def __init__(self, **k):
+        self.__dict__.update(k)
+
+
 def _compile(numba):
     # one signature for every memory layout (windows of cached frames are strided), compiled once, cached on disk
     from numba import types as nt
@@ -51,52 +56,186 @@ def _compile(numba):
     def arr(dtype, ndim):  # any layout, read-only (cached decoded frames are read-only)
         return nt.Array(dtype, ndim, "A", readonly=True)
 
-    sig = nt.void(arr(nt.float32, 3), arr(nt.float32, 2), arr(nt.float32, 2), arr(nt.float32, 3),
-                  arr(nt.uint8, 1), nt.Array(nt.uint8, 3, "A"))
+    f64 = nt.float64
+    sig = nt.void(arr(nt.float32, 3), f64, f64, f64, f64, arr(nt.float32, 2), arr(nt.float32, 1), arr(nt.uint8, 1),
+                  nt.Array(nt.uint8, 3, "A"), nt.Array(nt.float32, 3, "C"), nt.Array(nt.float32, 2, "C"))
 
     @numba.njit(sig, parallel=True, cache=True, nogil=True)
-    def over_kernel(premult, alpha, shade, plate, enc, out):  # pragma: no cover - compiled
-        h, w = alpha.shape
+    def place_kernel(src, ax, bx, ay, by, shade, dec, enc, codes, premult_out, alpha_out):  # pragma: no cover
+        # ``src`` is premultiplied RGBA with a border of zeros. Output pixel (i, j) samples it bilinearly at
+        # (ax * j + bx, ay * i + by); where that is off ``src``, the talent is absent. With a non-empty ``codes``
+        # (the plate's 8-bit codes; ``dec`` decodes them to linear) it composites over the (shadowed) plate and
+        # writes code values there; else it writes the placed premultiplied colour and alpha. Both modes run the
+        # same arithmetic.
+        to_codes = codes.shape[0] > 0
+        if to_codes:
+            H, W = codes.shape[0], codes.shape[1]
+        else:
+            H, W = alpha_out.shape
+        h, w = src.shape[0], src.shape[1]
+        has_shade = shade.shape[0] > 0
         scale = np.float32(65535.0)
         half = np.float32(0.5)
         one = np.float32(1.0)
-        for i in numba.prange(h):
-            for j in range(w):
-                a = alpha[i, j]
-                s = shade[i, j]
+        zero = np.float32(0.0)
+        # where each output column samples (left tap and weight; the same for every row)
+        xs = np.empty(W, np.int64)
+        txs = np.empty(W, np.float32)
+        for j in range(W):
+            sx = ax * j + bx
+            fx0 = np.floor(sx)
+            xs[j] = int(fx0)
+            txs[j] = np.float32(sx - fx0)
+        for i in numba.prange(H):
+            sy = ay * i + by
+            fy0 = np.floor(sy)
+            y0 = int(fy0)
+            ty = np.float32(sy - fy0)
+            row = 0 <= y0 and y0 + 1 < h
+            r0 = src[max(0, min(y0, h - 2))]
+            r1 = src[max(1, min(y0 + 1, h - 1))]
+            for j in range(W):
+                x0 = xs[j]
+                a = zero
+                p0 = zero
+                p1 = zero
+                p2 = zero
+                if row and 0 <= x0 and x0 + 1 < w:
+                    tx = txs[j]
+                    w00 = (one - ty) * (one - tx)
+                    w01 = (one - ty) * tx
+                    w10 = ty * (one - tx)
+                    w11 = ty * tx
+                    a = w00 * r0[x0, 3] + w01 * r0[x0 + 1, 3] + w10 * r1[x0, 3] + w11 * r1[x0 + 1, 3]
+                    if a > 0:
+                        p0 = w00 * r0[x0, 0] + w01 * r0[x0 + 1, 0] + w10 * r1[x0, 0] + w11 * r1[x0 + 1, 0]
+                        p1 = w00 * r0[x0, 1] + w01 * r0[x0 + 1, 1] + w10 * r1[x0, 1] + w11 * r1[x0 + 1, 1]
+                        p2 = w00 * r0[x0, 2] + w01 * r0[x0 + 1, 2] + w10 * r1[x0, 2] + w11 * r1[x0 + 1, 2]
+                        if a > one:  # bilinear weights sum to one: trim rounding
+                            a = one
+                    else:
+                        a = zero
+                if not to_codes:
+                    premult_out[i, j, 0] = p0
+                    premult_out[i, j, 1] = p1
+                    premult_out[i, j, 2] = p2
+                    alpha_out[i, j] = a
+                    continue
+                s = shade[i, j] if has_shade else zero
                 if a <= 0 and s <= 0:
-                    continue  # ``out`` holds the plate's codes already
+                    continue  # ``codes`` holds the plate's codes already
                 bg = (one - a) * (one - s)
                 for c in range(3):
-                    v = (premult[i, j, c] + plate[i, j, c] * bg) * scale + half
-                    if v < 0:
-                        v = np.float32(0.0)
-                    elif v > scale:
-                        v = scale
-                    out[i, j, c] = enc[np.uint16(v)]
+                    p = p0 if c == 0 else (p1 if c == 1 else p2)
+                    v = (p + dec[codes[i, j, c]] * bg) * scale + half
+                    v = min(max(v, zero), scale)
+                    codes[i, j, c] = enc[np.uint16(v)]
 
-    return over_kernel
+    sig = nt.void(nt.Array(nt.uint8, 3, "C", readonly=True), nt.Array(nt.uint8, 1, "C"))
+    # BT.709 limited range in 16-bit fixed point (integer arithmetic vectorises; within 1 code of float rounding)
+    kr, kb = 0.2126, 0.0722
+    kg = 1.0 - kr - kb
+    one = 1 << 16
+    yr, yg, yb = (round(one * 219 / 255 * k) for k in (kr, kg, kb))
+    cs, rs = 224 / 255 / (2 * (1 - kb)), 224 / 255 / (2 * (1 - kr))
+    # chroma sums are 8 x the filtered value (2 rows x [1, 2, 1]): coefficients carry the 1/8
+    ubr, ubg, ubb = (round(one / 8 * cs * k) for k in (-kr, -kg, 1 - kb))
+    vrr, vrg, vrb = (round(one / 8 * rs * k) for k in (1 - kr, -kg, -kb))
+    y_off, c_off = (16 << 16) + (one >> 1), (128 << 16) + (one >> 1)
+
+    @numba.njit(sig, parallel=True, cache=True, nogil=True)
+    def i420_kernel(rgb, out):  # pragma: no cover - compiled
+        h, w = rgb.shape[0], rgb.shape[1]
+        cw, ch = w // 2, h // 2
+        u0, v0 = h * w, h * w + ch * cw
+        for r in numba.prange(ch):
+            for y in range(2 * r, 2 * r + 2):
+                row = rgb[y]
+                base = y * w
+                for x in range(w):
+                    v = yr * np.int32(row[x, 0]) + yg * np.int32(row[x, 1]) + yb * np.int32(row[x, 2]) + y_off
+                    out[base + x] = np.uint8(v >> 16)
+            for k in range(cw):
+                # MPEG-2 / H.264 default chroma siting: co-sited with the even luma column, between the two rows
+                x = 2 * k
+                xl = x - 1 if x > 0 else 0
+                sr = np.int32(0)
+                sg = np.int32(0)
+                sb = np.int32(0)
+                for y in range(2 * r, 2 * r + 2):
+                    sr += np.int32(rgb[y, xl, 0]) + 2 * np.int32(rgb[y, x, 0]) + np.int32(rgb[y, x + 1, 0])
+                    sg += np.int32(rgb[y, xl, 1]) + 2 * np.int32(rgb[y, x, 1]) + np.int32(rgb[y, x + 1, 1])
+                    sb += np.int32(rgb[y, xl, 2]) + 2 * np.int32(rgb[y, x, 2]) + np.int32(rgb[y, x + 1, 2])
+                cb = (ubr * sr + ubg * sg + ubb * sb + c_off) >> 16
+                cr = (vrr * sr + vrg * sg + vrb * sb + c_off) >> 16
+                out[u0 + r * cw + k] = np.uint8(min(max(cb, 0), 255))
+                out[v0 + r * cw + k] = np.uint8(min(max(cr, 0), 255))
+
+    return _Kernels(place=place_kernel, i420=i420_kernel)
 
 
-def over_codes(premult: np.ndarray, alpha: np.ndarray, shade: np.ndarray | None, plate: np.ndarray,
-               out: np.ndarray) -> np.ndarray:
-    """(H, W, 3) premultiplied linear talent, (H, W) alpha, (H, W) shadow density or None, (H, W, 3) linear plate;
-    ``out`` (H, W, 3) uint8 holds the plate's 8-bit codes (a window of the output frame) and receives the composite.
+_NONE1 = np.zeros(0, np.float32)
+_NONE2 = np.zeros((0, 0), np.float32)
+_NONE3 = np.zeros((0, 0, 3), np.float32)
+_NO_CODES = np.zeros((0, 0, 3), np.uint8)
 
-    ``out`` must hold the codes ``plate`` was decoded from (the 16-bit encoding table maps every decoded 8-bit code
-    back to itself), so leaving them where nothing covers the plate changes nothing."""
+
+def _source(rgb, alpha, x, y, scale):
+    from .place import placement_source
+
+    src, m = placement_source(rgb, alpha, x, y, scale)
+    return (_readonly(src), *(float(v) for v in m))
+
+
+def place_premultiplied(rgb: np.ndarray, alpha: np.ndarray, x: float, y: float, scale: float,
+                        canvas: tuple[int, int]):
+    """The compiled :func:`~harmovid_engine.composite.place.place_talent`: (premultiplied (H, W, 3), alpha (H, W)),
+    or None without the kernel."""
     k = _kernel()
     if k is None:
-        bg = (1.0 - alpha) if shade is None else (1.0 - alpha) * (1.0 - shade)
-        out[...] = from_linear(premult + plate * bg[..., None], np.uint8)
+        return None
+    w_out, h_out = canvas
+    premult = np.empty((h_out, w_out, 3), np.float32)
+    a_out = np.empty((h_out, w_out), np.float32)
+    k.place(*_source(rgb, alpha, x, y, scale), _NONE2, _NONE1, _ENCODE_16_TO_8, _NO_CODES, premult, a_out)
+    return premult, a_out
+
+
+def place_over_codes(rgb: np.ndarray, alpha: np.ndarray, x: float, y: float, scale: float,
+                     shade: np.ndarray | None, out: np.ndarray) -> np.ndarray:
+    """Place the straight linear talent ``rgb`` (h, w, 3) with ``alpha`` (h, w) at (x, y, scale) on a window of
+    the canvas (see ``place_talent``) and composite it over the plate darkened by the (H, W) shadow density
+    ``shade`` (or None). ``out`` (H, W, 3) uint8 holds the plate's 8-bit sRGB codes (the linear plate is their
+    decoding, :func:`~harmovid_engine.colour.to_linear`) and receives the composite's. Exactly
+    ``from_linear(premult + to_linear(out) * (1 - a) * (1 - shade))`` with ``place_talent``'s premult and a, in one
+    pass, without canvas-size intermediates and without reading a float plate. Where neither the talent nor its
+    shadow reaches, ``out`` keeps its codes (the encoding table maps every decoded 8-bit code back to itself)."""
+    k = _kernel()
+    if k is None:
+        from .place import place_talent
+
+        premult, a = place_talent(rgb, alpha, x, y, scale, (out.shape[1], out.shape[0]))
+        bg = (1.0 - a) if shade is None else (1.0 - a) * (1.0 - shade)
+        out[...] = from_linear(premult + to_linear(out) * bg[..., None], np.uint8)
         return out
-    if shade is None:
-        shade = np.zeros_like(alpha)
-    f32 = np.float32
-    # strided views (a window of the cached plate, the colour channels of a 4-channel placement) are read in place
-    args = [premult.astype(f32, copy=False), alpha.astype(f32, copy=False), shade.astype(f32, copy=False),
-            plate.astype(f32, copy=False), _ENCODE_16_TO_8]
-    k(*[_readonly(a) for a in args], out)
+    shade = _NONE2 if shade is None else _readonly(shade.astype(np.float32, copy=False))
+    k.place(*_source(rgb, alpha, x, y, scale), shade, _DECODE_8, _ENCODE_16_TO_8, out, _NONE3, _NONE2)
+    return out
+
+
+def kernel_available() -> bool:
+    return _kernel() is not None
+
+
+def rgb_to_i420(rgb: np.ndarray) -> np.ndarray | None:
+    """8-bit sRGB codes (H, W, 3), H and W even -> planar 4:2:0 Y'CbCr bytes (BT.709, limited range, chroma sited
+    as MPEG-2 / H.264 assume by default), or None without the compiled kernel (the encoder then converts)."""
+    k = _kernel()
+    if k is None:
+        return None
+    h, w = rgb.shape[:2]
+    out = np.empty(h * w * 3 // 2, np.uint8)
+    k.i420(_readonly(np.ascontiguousarray(rgb)), out)
     return out
 
 
@@ -108,6 +247,5 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 def warm_up() -> None:
-    """Compile (or load from the disk cache) the kernel now rather than on the first exported frame."""
-    z = np.zeros((2, 4, 4), np.float32)  # strided views, as the render passes them
-    over_codes(z[..., :3], z[..., 0], None, z[:, :2, :3], np.zeros((2, 4, 3), np.uint8)[:, :2])
+    """Compile (or load from the disk cache) the kernels now rather than on the first exported frame."""
+    _kernel()

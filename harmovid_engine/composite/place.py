@@ -17,32 +17,40 @@ def place_talent(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, 
     (H, W) float32 alpha. Parts outside the canvas are cropped; empty canvas where the talent is not.
     Resampling is done on premultiplied colour so edges carry no dark or bright fringe.
     """
+    from .fast import place_premultiplied
+
+    placed = place_premultiplied(rgb_linear, alpha, x, y, scale, canvas)
+    if placed is not None:
+        return placed
+    # without the compiled kernel: OpenCV (its bilinear weights are quantised to 1/32 pixel)
     w_out, h_out = canvas
-    a = np.ascontiguousarray(alpha, np.float32)
-    premult = cv2.merge([*cv2.split(cv2.multiply(np.ascontiguousarray(rgb_linear, np.float32),
-                                                 cv2.merge([a, a, a]))), a])
-    h, w = alpha.shape
-    if scale == 1.0 and float(x).is_integer() and float(y).is_integer():
-        out = np.zeros((h_out, w_out, 4), np.float32)
-        xi, yi = int(x), int(y)
-        x0, y0 = max(0, xi), max(0, yi)
-        x1, y1 = min(w_out, xi + w), min(h_out, yi + h)
-        if x1 > x0 and y1 > y0:
-            out[y0:y1, x0:x1] = premult[y0 - yi:y1 - yi, x0 - xi:x1 - xi]
-        return out[..., :3], out[..., 3]
-    src, sx, sy = premult, scale, scale
-    if scale < 0.5:  # area-average first so a strong downscale does not alias
-        tw, th = max(1, round(w * scale * 2)), max(1, round(h * scale * 2))
-        src = cv2.resize(premult, (tw, th), interpolation=cv2.INTER_AREA)
-        sx, sy = scale * w / tw, scale * h / th
-    # Pixel i covers [i, i+1): source centre u + 0.5 lands on x + sx * (u + 0.5), i.e. output index sx*u + x + sx/2 - 1/2.
-    m = np.array([[sx, 0.0, x + 0.5 * sx - 0.5], [0.0, sy, y + 0.5 * sy - 0.5]], np.float64)
-    out = cv2.warpAffine(src, m, (w_out, h_out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=(0, 0, 0, 0))
+    src, (ax, bx, ay, by) = placement_source(rgb_linear, alpha, x, y, scale)
+    m = np.array([[ax, 0.0, bx], [0.0, ay, by]], np.float64)
+    out = cv2.warpAffine(src, m, (w_out, h_out), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
     # bilinear weights sum to one, so alpha stays in [0, 1] up to rounding: trim that
-    a = cv2.extractChannel(out, 3)
+    a = np.ascontiguousarray(out[..., 3])
     cv2.threshold(a, 1.0, 1.0, cv2.THRESH_TRUNC, dst=a)
     return out[..., :3], a
+
+
+def placement_source(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, scale: float):
+    """What placement resamples and where: (premultiplied RGBA float32 with a one-pixel border of zeros,
+    (ax, bx, ay, by)). Output pixel (i, j) samples it bilinearly at (ax * j + bx, ay * i + by); off it, the talent
+    is absent."""
+    a = np.ascontiguousarray(alpha, np.float32)
+    premult = cv2.multiply(np.ascontiguousarray(rgb_linear, np.float32), cv2.merge([a, a, a]))
+    h, w = a.shape
+    sx = sy = scale
+    if scale < 0.5:  # area-average first so a strong downscale does not alias
+        tw, th = max(1, round(w * scale * 2)), max(1, round(h * scale * 2))
+        premult = cv2.resize(premult, (tw, th), interpolation=cv2.INTER_AREA)
+        a = cv2.resize(a, (tw, th), interpolation=cv2.INTER_AREA)
+        sx, sy = scale * w / tw, scale * h / th
+    src = cv2.copyMakeBorder(cv2.merge([*cv2.split(premult), a]), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    # Pixel i covers [i, i+1): source centre u + 0.5 lands on x + sx * (u + 0.5), i.e. output index sx*u + x + sx/2 - 1/2;
+    # the border shifts source indices by one.
+    return src, (1.0 / sx, 1.0 - (x + 0.5 * sx - 0.5) / sx, 1.0 / sy, 1.0 - (y + 0.5 * sy - 0.5) / sy)
 
 
 def plate_index_for(talent_index: int, talent_fps: Fraction, plate_fps: Fraction | None,

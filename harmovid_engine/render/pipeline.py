@@ -20,7 +20,7 @@ import numpy as np
 
 from ..composite import over, place_talent, plate_index_for, unpremultiply
 from ..composite.extras import light_wrap, light_wrap_size, shadow_from_talent
-from ..composite.fast import over_codes
+from ..composite.fast import place_over_codes
 from ..deflicker import AnalyticDeflicker, make_sample
 from ..deflicker.analytic import ZERO, apply_log_gain, correction_field
 from ..engines import create_engine
@@ -32,6 +32,7 @@ from ..project import Project
 
 LAYERS = ("composite", "talent")
 TALENT_CACHE_BYTES = 512 << 20  # linear talent frames kept for the temporal window
+FIELD_STEP = 4  # talent pixels per sample of the deflicker's (and engine's) gain field in the export
 
 
 @dataclass
@@ -270,7 +271,7 @@ class Compositor:
         work is only placement, shadow and over. Returns None when the talent is off the canvas, else
         (roi, composite, harmonized straight, alpha, plate window, per-frame straight or None, original or None).
         With ``codes`` (a writable copy of the plate's 8-bit code values at canvas size) the window of ``codes``
-        receives the composite from the fused over + encode of :func:`over_codes` (the same values as encoding the
+        receives the composite from the fused place + over + encode of :func:`place_over_codes` (the same values as encoding the
         float composite) and it returns (roi, None).
         """
         if not 0 <= i < self.frame_count:
@@ -297,10 +298,13 @@ class Compositor:
             t0 = time.perf_counter()
             cg, cl = self.deflicker.correction(deltas, i, 0, last)
             h, w = alpha.shape
-            field = correction_field(cg, cl, w, h)
+            # both fields are smooth: they are summed at a quarter of the talent's size and upsampled once
+            fw, fh = max(8, -(-w // FIELD_STEP)), max(8, -(-h // FIELD_STEP))
+            field = correction_field(cg, cl, fw, fh)
             if fuse:
-                (x0, y0, x1, y1), engine_field = self.engine.log_gain(alpha.shape, params)
+                (x0, y0, x1, y1), engine_field = self.engine.log_gain((fh, fw), params)
                 field[y0:y1, x0:x1] += engine_field
+            field = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
             harmonized = apply_log_gain(harmonized, (0, 0, w, h), field, alpha)
             t0 = self._tick("deflicker", t0)
             if self.learned is not None:
@@ -328,20 +332,21 @@ class Compositor:
             t0 = self._tick("light wrap", t0)
         x, y, s = self.placement(i)
         x0, y0, x1, y1 = roi
-        premult, a = place_talent(harmonized, alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0))
-        t0 = self._tick("place", t0)
+        x, y = x - x0, y - y0  # placement in the window
         plate = self.plate_linear(i)[y0:y1, x0:x1]
         shade = None  # shadow density on the plate
         if st.shadow and st.shadow_opacity > 0:
             light = getattr(params, "light_dir", None)
             directionality = getattr(params, "directionality", 0.5)
-            shade = shadow_from_talent(alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0), light, directionality,
+            shade = shadow_from_talent(alpha, x, y, s, (x1 - x0, y1 - y0), light, directionality,
                                        st.shadow_opacity, st.shadow_softness)
             t0 = self._tick("shadow", t0)
-        if codes is not None:  # the export's fused over + encode, into the output frame's window
-            over_codes(premult, a, shade, plate, codes[y0:y1, x0:x1])
-            self._tick("composite + encode", t0)
+        if codes is not None:  # the export's fused place + over + encode, into the output frame's window
+            place_over_codes(harmonized, alpha, x, y, s, shade, codes[y0:y1, x0:x1])
+            self._tick("place + composite + encode", t0)
             return roi, None
+        premult, a = place_talent(harmonized, alpha, x, y, s, (x1 - x0, y1 - y0))
+        t0 = self._tick("place", t0)
         background = 1.0 - a  # what of the plate shows through, darkened by the shadow
         if shade is not None:
             background *= 1.0 - shade
@@ -351,9 +356,9 @@ class Compositor:
         pf = orig = None
         if with_per_frame:
             per_frame = self.engine.apply(lin, alpha, params)
-            pf = unpremultiply(place_talent(per_frame, alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0))[0], a)
+            pf = unpremultiply(place_talent(per_frame, alpha, x, y, s, (x1 - x0, y1 - y0))[0], a)
         if with_original:
-            op, oa = place_talent(lin, alpha, x - x0, y - y0, s, (x1 - x0, y1 - y0))
+            op, oa = place_talent(lin, alpha, x, y, s, (x1 - x0, y1 - y0))
             orig = over(op, oa, plate)
         return roi, composite, straight, a, plate, pf, orig
 
