@@ -216,3 +216,21 @@ def test_shadow_from_the_talents_matte_matches_the_shadow_of_the_placed_matte():
     ref = shadow_map(placed, None, 0.6, 0.35, 0.04)
     assert direct.shape == ref.shape == (canvas[1], canvas[0])
     assert np.abs(direct - ref).mean() < 0.01 and ref.max() > 0.1
+
+
+def test_plate_light_colour_is_not_taken_from_a_large_evenly_coloured_surface():
+    """Grey-edge: a plate half filled by a flat green wall, the rest neutral detail under white light, reads as white
+    light (the grey-world mean would call it green); the same scene under magenta light reads as magenta."""
+    from harmovid_engine.relight.analysis import plate_stats
+
+    rng = np.random.default_rng(3)
+    detail = rng.random((48, 32, 1), dtype=np.float32).repeat(3, axis=2) * 0.6 + 0.1  # neutral texture
+    wall = np.empty((48, 32, 3), np.float32)
+    wall[:] = (0.05, 0.5, 0.05)
+    scene = np.concatenate([wall, detail], axis=1)
+    white = plate_stats(scene).chroma
+    assert np.abs(white).max() < 0.15  # (the wall's own border is an edge too)
+    grey_world = np.log(scene).mean((0, 1))
+    assert np.ptp(grey_world) > 1.0  # what the plain mean would have said
+    magenta = plate_stats(scene * np.array([1.0, 0.45, 0.9], np.float32)).chroma
+    assert magenta[1] < -0.3 and magenta[0] > 0.15 and magenta[2] > 0.1

@@ -183,7 +183,7 @@ def talent_stats(rgb_linear: np.ndarray, alpha: np.ndarray, skin: np.ndarray | N
 @dataclass
 class PlateStats:
     log_key: float  # log-average luminance
-    chroma: np.ndarray  # (3,) illuminant colour as log-RGB minus mean (robust grey world)
+    chroma: np.ndarray  # (3,) illuminant colour as log-RGB minus mean (grey-edge)
     sh: np.ndarray  # (9, 3) environment
 
 
@@ -191,7 +191,6 @@ def plate_stats(plate_small: np.ndarray, weight: np.ndarray | None = None, front
                 environment: np.ndarray | None = None) -> PlateStats:
     """(h, w, 3) linear plate at low resolution; ``weight`` (h, w) emphasises the talent's surroundings.
     ``environment``: the plate's SH environment when already known (it does not depend on the weight)."""
-    lr = log_image(plate_small)
     y = np.log(np.maximum(plate_small @ LUMA_709, EPS))
     valid = (plate_small.max(-1) < 0.985) & (y > np.log(0.002))
     w = np.ones(y.shape, np.float32) if weight is None else weight.astype(np.float32)
@@ -199,6 +198,12 @@ def plate_stats(plate_small: np.ndarray, weight: np.ndarray | None = None, front
     if w.sum() < 1e-3:
         w = np.ones(y.shape, np.float32)
     key = float((y * w).sum() / w.sum())
-    ch = (lr * w[..., None]).sum((0, 1)) / w.sum()
+    # The illuminant's colour by grey-edge (van de Weijer et al. 2007): the mean colour of the plate's edges.
+    # Edges are where light meets surfaces; a large evenly coloured surface (a green wall, a backdrop) has none, so
+    # it does not pass for coloured light the way it does in the plain grey-world mean.
+    g = cv2.GaussianBlur(np.ascontiguousarray(plate_small, np.float32), (0, 0), 1.0)
+    mag = cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0).reshape(-1), cv2.Sobel(g, cv2.CV_32F, 0, 1).reshape(-1))
+    edges = (mag.reshape(g.shape) * w[..., None]).sum((0, 1)) / w.sum()
+    ch = np.log(np.maximum(edges, 1e-9))
     env = plate_environment(plate_small, front_fill) if environment is None else environment
     return PlateStats(key, (ch - ch.mean()).astype(np.float32), env)
