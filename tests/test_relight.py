@@ -193,7 +193,7 @@ def test_fused_export_composite_equals_encoding_the_float_composite(monkeypatch,
     assert (a == 0).any() and (a > 0).any()
     for shade in (None, np.clip(rng.random((h, w), dtype=np.float32) - 0.4, 0, 0.9)):
         out = frame.copy()
-        place_over_codes(rgb, alpha, x, y, scale, shade, out[3:h + 3, 2:w + 2])
+        place_over_codes(rgb, alpha, x, y, scale, shade, out, (2, 3, w + 2, h + 3))
         np.testing.assert_array_equal(out[3:h + 3, 2:w + 2], expected(premult, a, shade))
         np.testing.assert_array_equal(out[:3], frame[:3])  # outside the window: untouched
     monkeypatch.setattr(fast, "_kernel", lambda: None)
@@ -201,7 +201,7 @@ def test_fused_export_composite_equals_encoding_the_float_composite(monkeypatch,
     assert np.abs(cv_a - a).max() < 0.05 and np.abs(cv_premult - premult).max() < 0.05
     assert np.abs(cv_a - a).mean() < 0.005
     out = frame.copy()
-    place_over_codes(rgb, alpha, x, y, scale, None, out[3:h + 3, 2:w + 2])
+    place_over_codes(rgb, alpha, x, y, scale, None, out, (2, 3, w + 2, h + 3))
     np.testing.assert_array_equal(out[3:h + 3, 2:w + 2], expected(cv_premult, cv_a, None))
 
 

@@ -56,22 +56,42 @@ def _compile(numba):
     def arr(dtype, ndim):  # any layout, read-only (cached decoded frames are read-only)
         return nt.Array(dtype, ndim, "A", readonly=True)
 
-    f64 = nt.float64
-    sig = nt.void(arr(nt.float32, 3), f64, f64, f64, f64, arr(nt.float32, 2), arr(nt.float32, 1), arr(nt.uint8, 1),
-                  nt.Array(nt.uint8, 3, "A"), nt.Array(nt.float32, 3, "C"), nt.Array(nt.float32, 2, "C"))
+    f64, i64 = nt.float64, nt.int64
+
+    def c(dtype, ndim, readonly=True):
+        return nt.Array(dtype, ndim, "C", readonly=readonly)
+
+    sig = nt.void(arr(nt.float32, 3), arr(nt.float32, 2), nt.Array(nt.float32, 3, "C"))
 
     @numba.njit(sig, parallel=True, cache=True, nogil=True)
-    def place_kernel(src, ax, bx, ay, by, shade, dec, enc, codes, premult_out, alpha_out):  # pragma: no cover
-        # ``src`` is premultiplied RGBA with a border of zeros. Output pixel (i, j) samples it bilinearly at
-        # (ax * j + bx, ay * i + by); where that is off ``src``, the talent is absent. With a non-empty ``codes``
-        # (the plate's 8-bit codes; ``dec`` decodes them to linear) it composites over the (shadowed) plate and
-        # writes code values there; else it writes the placed premultiplied colour and alpha. Both modes run the
-        # same arithmetic.
-        to_codes = codes.shape[0] > 0
-        if to_codes:
-            H, W = codes.shape[0], codes.shape[1]
-        else:
-            H, W = alpha_out.shape
+    def pad_kernel(rgb, alpha, out):  # pragma: no cover - compiled
+        # straight colour and alpha -> premultiplied RGBA with a border of zeros (``out`` is (h + 2, w + 2, 4))
+        h, w = alpha.shape
+        zero = np.float32(0.0)
+        for i in numba.prange(h + 2):
+            for j in range(w + 2):
+                if i == 0 or j == 0 or i == h + 1 or j == w + 1:
+                    for ch in range(4):
+                        out[i, j, ch] = zero
+                    continue
+                a = alpha[i - 1, j - 1]
+                out[i, j, 0] = rgb[i - 1, j - 1, 0] * a
+                out[i, j, 1] = rgb[i - 1, j - 1, 1] * a
+                out[i, j, 2] = rgb[i - 1, j - 1, 2] * a
+                out[i, j, 3] = a
+
+    sig = nt.void(c(nt.float32, 3), f64, f64, f64, f64, c(nt.float32, 2), c(nt.float32, 1), c(nt.uint8, 1),
+                  c(nt.uint8, 3, False), i64, i64, i64, i64, c(nt.float32, 3, False), c(nt.float32, 2, False))
+
+    @numba.njit(sig, parallel=True, cache=True, nogil=True)
+    def place_kernel(src, ax, bx, ay, by, shade, dec, enc, frame, ox, oy, H, W, premult_out,
+                     alpha_out):  # pragma: no cover - compiled
+        # ``src`` is premultiplied RGBA with a border of zeros. Output pixel (i, j) of an H x W window samples it
+        # bilinearly at (ax * j + bx, ay * i + by); where that is off ``src``, the talent is absent. With a
+        # non-empty ``frame`` (8-bit codes holding the plate; the window starts at (ox, oy) there; ``dec`` decodes
+        # codes to linear) it composites over the (shadowed) plate and writes code values there; else it writes
+        # the placed premultiplied colour and alpha. Both modes run the same arithmetic.
+        to_codes = frame.shape[0] > 0
         h, w = src.shape[0], src.shape[1]
         has_shade = shade.shape[0] > 0
         scale = np.float32(65535.0)
@@ -123,13 +143,15 @@ def _compile(numba):
                     continue
                 s = shade[i, j] if has_shade else zero
                 if a <= 0 and s <= 0:
-                    continue  # ``codes`` holds the plate's codes already
+                    continue  # ``frame`` holds the plate's codes already
                 bg = (one - a) * (one - s)
-                for c in range(3):
-                    p = p0 if c == 0 else (p1 if c == 1 else p2)
-                    v = (p + dec[codes[i, j, c]] * bg) * scale + half
-                    v = min(max(v, zero), scale)
-                    codes[i, j, c] = enc[np.uint16(v)]
+                px = frame[oy + i, ox + j]
+                v0 = min(max((p0 + dec[px[0]] * bg) * scale + half, zero), scale)
+                v1 = min(max((p1 + dec[px[1]] * bg) * scale + half, zero), scale)
+                v2 = min(max((p2 + dec[px[2]] * bg) * scale + half, zero), scale)
+                px[0] = enc[np.uint16(v0)]
+                px[1] = enc[np.uint16(v1)]
+                px[2] = enc[np.uint16(v2)]
 
     sig = nt.void(nt.Array(nt.uint8, 3, "C", readonly=True), nt.Array(nt.uint8, 1, "C"))
     # BT.709 limited range in 16-bit fixed point (integer arithmetic vectorises; within 1 code of float rounding)
@@ -171,7 +193,7 @@ def _compile(numba):
                 out[u0 + r * cw + k] = np.uint8(min(max(cb, 0), 255))
                 out[v0 + r * cw + k] = np.uint8(min(max(cr, 0), 255))
 
-    return _Kernels(place=place_kernel, i420=i420_kernel)
+    return _Kernels(pad=pad_kernel, place=place_kernel, i420=i420_kernel)
 
 
 _NONE1 = np.zeros(0, np.float32)
@@ -180,10 +202,10 @@ _NONE3 = np.zeros((0, 0, 3), np.float32)
 _NO_CODES = np.zeros((0, 0, 3), np.uint8)
 
 
-def _source(rgb, alpha, x, y, scale):
+def _source(k, rgb, alpha, x, y, scale):
     from .place import placement_source
 
-    src, m = placement_source(rgb, alpha, x, y, scale)
+    src, m = placement_source(rgb, alpha, x, y, scale, k.pad)
     return (_readonly(src), *(float(v) for v in m))
 
 
@@ -197,30 +219,37 @@ def place_premultiplied(rgb: np.ndarray, alpha: np.ndarray, x: float, y: float, 
     w_out, h_out = canvas
     premult = np.empty((h_out, w_out, 3), np.float32)
     a_out = np.empty((h_out, w_out), np.float32)
-    k.place(*_source(rgb, alpha, x, y, scale), _NONE2, _NONE1, _ENCODE_16_TO_8, _NO_CODES, premult, a_out)
+    k.place(*_source(k, rgb, alpha, x, y, scale), _NONE2, _NONE1, _ENCODE_16_TO_8, _NO_CODES, 0, 0, h_out, w_out,
+            premult, a_out)
     return premult, a_out
 
 
 def place_over_codes(rgb: np.ndarray, alpha: np.ndarray, x: float, y: float, scale: float,
-                     shade: np.ndarray | None, out: np.ndarray) -> np.ndarray:
-    """Place the straight linear talent ``rgb`` (h, w, 3) with ``alpha`` (h, w) at (x, y, scale) on a window of
-    the canvas (see ``place_talent``) and composite it over the plate darkened by the (H, W) shadow density
-    ``shade`` (or None). ``out`` (H, W, 3) uint8 holds the plate's 8-bit sRGB codes (the linear plate is their
-    decoding, :func:`~harmovid_engine.colour.to_linear`) and receives the composite's. Exactly
-    ``from_linear(premult + to_linear(out) * (1 - a) * (1 - shade))`` with ``place_talent``'s premult and a, in one
-    pass, without canvas-size intermediates and without reading a float plate. Where neither the talent nor its
-    shadow reaches, ``out`` keeps its codes (the encoding table maps every decoded 8-bit code back to itself)."""
+                     shade: np.ndarray | None, frame: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """Place the straight linear talent ``rgb`` (h, w, 3) with ``alpha`` (h, w) at (x, y, scale) in ``window`` =
+    (x0, y0, x1, y1) of ``frame`` (see ``place_talent``; x, y are relative to the window) and composite it over the
+    plate there, darkened by the window's shadow density ``shade`` (or None). ``frame`` (H, W, 3) uint8,
+    C-contiguous, holds the plate's 8-bit sRGB codes (the linear plate is their decoding,
+    :func:`~harmovid_engine.colour.to_linear`); the window receives the composite's. Exactly
+    ``from_linear(premult + to_linear(codes) * (1 - a) * (1 - shade))`` with ``place_talent``'s premult and a, in
+    one pass, without canvas-size intermediates and without reading a float plate. Where neither the talent nor
+    its shadow reaches, the codes stay (the encoding table maps every decoded 8-bit code back to itself)."""
+    x0, y0, x1, y1 = window
+    out = frame[y0:y1, x0:x1]
     k = _kernel()
     if k is None:
         from .place import place_talent
 
-        premult, a = place_talent(rgb, alpha, x, y, scale, (out.shape[1], out.shape[0]))
+        premult, a = place_talent(rgb, alpha, x, y, scale, (x1 - x0, y1 - y0))
         bg = (1.0 - a) if shade is None else (1.0 - a) * (1.0 - shade)
         out[...] = from_linear(premult + to_linear(out) * bg[..., None], np.uint8)
-        return out
-    shade = _NONE2 if shade is None else _readonly(shade.astype(np.float32, copy=False))
-    k.place(*_source(rgb, alpha, x, y, scale), shade, _DECODE_8, _ENCODE_16_TO_8, out, _NONE3, _NONE2)
-    return out
+        return frame
+    if not frame.flags.c_contiguous or frame.dtype != np.uint8:
+        raise ValueError("the frame must be C-contiguous uint8 codes")
+    shade = _NONE2 if shade is None else _readonly(np.ascontiguousarray(shade, np.float32))
+    k.place(*_source(k, rgb, alpha, x, y, scale), shade, _DECODE_8, _ENCODE_16_TO_8, frame, x0, y0, y1 - y0,
+            x1 - x0, _NONE3, _NONE2)
+    return frame
 
 
 def kernel_available() -> bool:

@@ -34,23 +34,34 @@ def place_talent(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, 
     return out[..., :3], a
 
 
-def placement_source(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, scale: float):
+def placement_source(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, scale: float, pad=None):
     """What placement resamples and where: (premultiplied RGBA float32 with a one-pixel border of zeros,
     (ax, bx, ay, by)). Output pixel (i, j) samples it bilinearly at (ax * j + bx, ay * i + by); off it, the talent
-    is absent."""
-    a = np.ascontiguousarray(alpha, np.float32)
-    premult = cv2.multiply(np.ascontiguousarray(rgb_linear, np.float32), cv2.merge([a, a, a]))
-    h, w = a.shape
+    is absent. ``pad``: the compiled kernel making the bordered source (else OpenCV does)."""
+    h, w = alpha.shape
     sx = sy = scale
-    if scale < 0.5:  # area-average first so a strong downscale does not alias
-        tw, th = max(1, round(w * scale * 2)), max(1, round(h * scale * 2))
-        premult = cv2.resize(premult, (tw, th), interpolation=cv2.INTER_AREA)
-        a = cv2.resize(a, (tw, th), interpolation=cv2.INTER_AREA)
-        sx, sy = scale * w / tw, scale * h / th
-    src = cv2.copyMakeBorder(cv2.merge([*cv2.split(premult), a]), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    if scale >= 0.5 and pad is not None:
+        src = np.empty((h + 2, w + 2, 4), np.float32)
+        pad(_ro(rgb_linear.astype(np.float32, copy=False)), _ro(alpha.astype(np.float32, copy=False)), src)
+    else:
+        a = np.ascontiguousarray(alpha, np.float32)
+        premult = cv2.multiply(np.ascontiguousarray(rgb_linear, np.float32), cv2.merge([a, a, a]))
+        if scale < 0.5:  # area-average first so a strong downscale does not alias
+            tw, th = max(1, round(w * scale * 2)), max(1, round(h * scale * 2))
+            premult = cv2.resize(premult, (tw, th), interpolation=cv2.INTER_AREA)
+            a = cv2.resize(a, (tw, th), interpolation=cv2.INTER_AREA)
+            sx, sy = scale * w / tw, scale * h / th
+        src = cv2.copyMakeBorder(cv2.merge([*cv2.split(premult), a]), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     # Pixel i covers [i, i+1): source centre u + 0.5 lands on x + sx * (u + 0.5), i.e. output index sx*u + x + sx/2 - 1/2;
     # the border shifts source indices by one.
     return src, (1.0 / sx, 1.0 - (x + 0.5 * sx - 0.5) / sx, 1.0 / sy, 1.0 - (y + 0.5 * sy - 0.5) / sy)
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
 
 
 def plate_index_for(talent_index: int, talent_fps: Fraction, plate_fps: Fraction | None,

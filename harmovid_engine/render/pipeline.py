@@ -342,7 +342,7 @@ class Compositor:
                                        st.shadow_opacity, st.shadow_softness)
             t0 = self._tick("shadow", t0)
         if codes is not None:  # the export's fused place + over + encode, into the output frame's window
-            place_over_codes(harmonized, alpha, x, y, s, shade, codes[y0:y1, x0:x1])
+            place_over_codes(harmonized, alpha, x, y, s, shade, codes, roi)
             self._tick("place + composite + encode", t0)
             return roi, None
         premult, a = place_talent(harmonized, alpha, x, y, s, (x1 - x0, y1 - y0))
