@@ -1,8 +1,8 @@
 """The analytic relighting harmonizer (engine ``analytic``): fast, physically motivated, runs on two CPU cores.
 
 Per frame, at low resolution:
-1. analyse the plate (SH environment, illuminant colour, exposure near the talent) and the talent (skin log-luminance
-   and log-chroma, normals from the matte, current low-frequency shading);
+1. analyse the plate (SH environment, illuminant colour by grey-edge, exposure near the talent) and the talent (skin
+   log-luminance and log-chroma, normals from the matte, current low-frequency shading);
 2. adapt white balance and exposure with a von Kries gain in linear light: the talent's skin is pulled toward what it
    most likely looks like at normal exposure under the plate's illuminant. That comes from a two-mode skin prior
    (light-to-medium and dark skin, each with its luminance and chroma: dark skin is not brightened toward a light
