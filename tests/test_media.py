@@ -175,6 +175,22 @@ def test_writer_leaves_nothing_when_aborted(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_encoder_that_dies_mid_export_gives_a_clear_error_and_leaves_nothing(tmp_path):
+    """Frames are piped from a feeder thread: when ffmpeg dies, the next write (or close) says so, nothing is left
+    behind, and the feeder thread ends."""
+    dest = tmp_path / "dies.mp4"
+    w = open_writer("h264", dest, 64, 64, Fraction(25))
+    w.write_codes(np.zeros((64, 64, 3), np.uint8))
+    w._proc.kill()
+    w._proc.wait()
+    with pytest.raises(MediaError, match="dies.mp4.*encoder stopped"):
+        for _ in range(50):
+            w.write_codes(np.zeros((64, 64, 3), np.uint8))
+        w.close()
+    assert not w._feeder.is_alive()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_h264_odd_size_and_tags(tmp_path):
     dest = tmp_path / "odd.mp4"
     with open_writer("h264", dest, 63, 41, Fraction(30000, 1001)) as w:
