@@ -105,3 +105,24 @@ def test_allocator_tuning_is_harmless_and_idempotent():
     assert tune_allocator() == first  # a second call changes nothing
     a = np.ones((1024, 1024, 4), np.float32)  # large buffers still allocate and free normally
     del a
+
+
+def test_exports_run_the_compiled_kernels_on_their_own_thread_only():
+    """Beside an encoder the kernels run single-threaded on the exporting thread; other threads (the preview) keep
+    their threads, and the count is restored afterwards."""
+    import threading
+
+    numba = pytest.importorskip("numba")
+    from harmovid_engine.composite.fast import kernel_available, one_thread
+
+    if not kernel_available():
+        pytest.skip("no compiled kernels here")
+    before = numba.get_num_threads()
+    seen = {}
+    with one_thread():
+        seen["inside"] = numba.get_num_threads()
+        t = threading.Thread(target=lambda: seen.setdefault("other", numba.get_num_threads()))
+        t.start()
+        t.join()
+    assert seen["inside"] == 1 and seen["other"] == numba.config.NUMBA_NUM_THREADS
+    assert numba.get_num_threads() == before

@@ -10,6 +10,7 @@ the background at start-up: loading holds Python's lock for ~80 ms); without num
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -254,6 +255,24 @@ def place_over_codes(rgb: np.ndarray, alpha: np.ndarray, x: float, y: float, sca
 
 def kernel_available() -> bool:
     return _kernel() is not None
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the kernels on the calling thread alone (numba's thread count is per calling thread). For exports, where
+    the encoder keeps both cores busy beside us: a kernel split over two threads then waits for its slower half, and
+    idle OpenMP workers spin. Measured on 120 1080p frames: ~0.7 s less wall time, ~2 core-seconds less CPU."""
+    if _kernel() is None:
+        yield
+        return
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
 
 
 def rgb_to_i420(rgb: np.ndarray) -> np.ndarray | None:

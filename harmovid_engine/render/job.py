@@ -10,6 +10,7 @@ A cancelled or failed render leaves nothing at the destination (the writer write
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..composite.fast import one_thread
 from ..errors import Cancelled, HarmoVidError
 from ..media.writer import FORMATS, AudioSource, open_writer
 from ..project import Project
@@ -138,15 +140,17 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
         writer = open_writer(fmt, output, w, h, comp.fps, audio=snd, **opts)
         t0 = time.perf_counter()
         fast = layer == "composite" and fmt == "h264" and not yield_frames
-        for k, i in enumerate(range(s, e)):
-            cancel.check()
-            if fast:  # 8-bit output: only the talent's window is converted; the rest is the plate's own codes
-                writer.write_codes(comp.composite_codes(i))
-                rgb = None
-            else:
-                rgb, alpha = comp.frame(i, layer)
-                writer.write(rgb, alpha)
-            yield RenderProgress(i, k + 1, e - s, time.perf_counter() - t0, rgb if yield_frames else None)
+        # beside an encoder process (H.264, ProRes) our compiled kernels run on this thread alone
+        with one_thread() if fmt != "png" else contextlib.nullcontext():
+            for k, i in enumerate(range(s, e)):
+                cancel.check()
+                if fast:  # 8-bit output: only the talent's window is converted; the rest is the plate's own codes
+                    writer.write_codes(comp.composite_codes(i))
+                    rgb = None
+                else:
+                    rgb, alpha = comp.frame(i, layer)
+                    writer.write(rgb, alpha)
+                yield RenderProgress(i, k + 1, e - s, time.perf_counter() - t0, rgb if yield_frames else None)
         cancel.check()
         writer.close()
     except BaseException:
