@@ -126,3 +126,32 @@ def test_exports_run_the_compiled_kernels_on_their_own_thread_only():
         t.join()
     assert seen["inside"] == 1 and seen["other"] == numba.config.NUMBA_NUM_THREADS
     assert numba.get_num_threads() == before
+
+
+def test_export_prefetching_on_a_worker_thread_gives_the_same_frames(keyed_project, tmp_path, monkeypatch):
+    """Exports prepare frame i + 1's analysis on a worker while frame i is composited: the frames equal those of a
+    render that computes everything in order, and an error in the worker reaches the exporting thread (nothing
+    written)."""
+    from harmovid_engine.errors import MediaError
+
+    keyed_project.render.deflicker = True
+    threaded, ordered = tmp_path / "threaded", tmp_path / "ordered"
+    list(render(keyed_project, threaded, fmt="png"))
+    monkeypatch.setattr(Compositor, "can_prefetch", property(lambda self: False))
+    list(render(keyed_project, ordered, fmt="png"))
+    a, b = open_source(threaded), open_source(ordered)
+    assert len(a) == len(b) == 12
+    for k in range(len(a)):
+        assert np.array_equal(a.read(k), b.read(k)), k
+    monkeypatch.undo()
+
+    def broken(self, i):
+        if i == 6:
+            raise MediaError("frame 6 of the talent could not be decoded")
+        return original(self, i)
+
+    original = Compositor.prefetch
+    monkeypatch.setattr(Compositor, "prefetch", broken)
+    with pytest.raises(MediaError, match="frame 6"):
+        list(render(keyed_project, tmp_path / "broken.mp4"))
+    assert not (tmp_path / "broken.mp4").exists()

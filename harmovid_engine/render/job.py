@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -106,6 +107,39 @@ def _prepare_with_previews(comp: Compositor, cancel: CancelToken):
         engine.preview = None
 
 
+class _Prefetcher:
+    """Prepares frame i + 1's analysis (decode, estimate, deflicker measurements: ``Compositor.prefetch``) on a
+    worker thread while frame i is composited and encoded here. The two halves cost about the same, and the encoder
+    leaves gaps in the CPU that one thread alone does not fill. Results are the same as computing in order."""
+
+    def __init__(self, comp: Compositor):
+        self.comp = comp
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="harmovid-prefetch") if comp.can_prefetch else None
+        self.pending: dict[int, Future] = {}
+
+    def ready(self, i: int, more: bool) -> None:
+        """Frame i's analysis is cached once this returns; frame i + 1's is started when ``more``."""
+        if self.pool is None:
+            return
+        fut = self.pending.pop(i, None)
+        if fut is None:
+            self.comp.prefetch(i)
+        else:
+            fut.result()  # its errors are raised here, on the exporting thread
+        if more:
+            self.pending[i + 1] = self.pool.submit(self.comp.prefetch, i + 1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            for fut in self.pending.values():
+                fut.cancel()
+            self.pool.shutdown(wait=True)  # a running prefetch finishes (one frame's analysis) before media close
+        return False
+
+
 def render(project: Project, output: str | Path, fmt: str | None = None, layer: str | None = None,
            start: int | None = None, end: int | None = None, cancel: CancelToken | None = None,
            engine: str | None = None, audio: bool = True, yield_frames: bool = False,
@@ -141,9 +175,10 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
         t0 = time.perf_counter()
         fast = layer == "composite" and fmt == "h264" and not yield_frames
         # beside an encoder process (H.264, ProRes) our compiled kernels run on this thread alone
-        with one_thread() if fmt != "png" else contextlib.nullcontext():
+        with one_thread() if fmt != "png" else contextlib.nullcontext(), _Prefetcher(comp) as prefetch:
             for k, i in enumerate(range(s, e)):
                 cancel.check()
+                prefetch.ready(i, i + 1 < e)
                 if fast:  # 8-bit output: only the talent's window is converted; the rest is the plate's own codes
                     writer.write_codes(comp.composite_codes(i))
                     rgb = None

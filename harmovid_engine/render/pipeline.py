@@ -11,6 +11,7 @@ changes) is cached per frame index, so an export computes each once and memory s
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ class Compositor:
         if not 0.05 <= scale <= 1.0:
             raise HarmoVidError(f"render scale must be between 0.05 and 1, not {scale}")
         self._owns_media = share_media is None
+        # Decoders are read from two threads in an export (see ``prefetch``): one lock around media reads.
+        self._media_lock = share_media._media_lock if share_media is not None else threading.RLock()
         if share_media is not None:
             self.talent_src, self.plate_src = share_media.talent_src, share_media.plate_src
             self.scale = float(scale)
@@ -157,7 +160,8 @@ class Compositor:
         hit = self._plate_lin.get(k)
         if hit is None:
             t0 = time.perf_counter()
-            hit, _ = self.plate_src.read_linear(k)
+            with self._media_lock:
+                hit, _ = self.plate_src.read_linear(k)
             if self.scale != 1.0:
                 hit = cv2.resize(hit, self.size, interpolation=cv2.INTER_AREA)
             self._tick("plate", t0)
@@ -182,7 +186,8 @@ class Compositor:
         if hit is not None:
             return hit
         t0 = time.perf_counter()
-        lin, alpha = self.matte.talent_linear(i)
+        with self._media_lock:
+            lin, alpha = self.matte.talent_linear(i)
         self._tick("decode+matte", t0)
         self._talents.put(i, (lin, alpha))
         return lin, alpha
@@ -262,6 +267,31 @@ class Compositor:
             self._deltas.put(k, d)
         return d
 
+    def _window_deltas(self, i: int) -> dict:
+        """The pair lighting changes of frame i's deflicker window."""
+        stage = self.learned or self.deflicker
+        lo, hi = max(0, i - stage.radius), min(self.frame_count - 1, i + stage.radius)
+        return {k: self._delta(k) for k in range(lo + 1, hi + 1)}
+
+    @property
+    def can_prefetch(self) -> bool:
+        """Whether :meth:`prefetch` may run on another thread while this thread composites (not for whole-clip
+        engines, whose preparation is not thread-safe)."""
+        return not getattr(self.engine, "sequence", False)
+
+    def prefetch(self, i: int) -> None:
+        """Compute and cache what frame i needs from its talent and temporal window (decoded talent, engine
+        estimate, deflicker samples and pair changes), so that an export can prepare frame i on one thread while
+        it composites frame i - 1 on another. Only these caches are shared: one thread prefetches, the other
+        composites frames already prefetched (see ``render``); media reads are locked."""
+        if not 0 <= i < self.frame_count:
+            return
+        lin, alpha = self._talent(i)
+        params = self._estimate(i, (lin, alpha))
+        if self.deflicker is not None and params is not None:
+            self._sample(i, (lin, alpha))
+            self._window_deltas(i)
+
     # -- frames -------------------------------------------------------------------------------------------------
     def _composite_window(self, i: int, deflicker: bool | None = None, with_per_frame: bool = False,
                           with_original: bool = False, codes: np.ndarray | None = None):
@@ -292,9 +322,7 @@ class Compositor:
         if use_deflicker:
             self._sample(i, (lin, alpha))
             last = self.frame_count - 1
-            stage = self.learned or self.deflicker
-            lo, hi = max(0, i - stage.radius), min(last, i + stage.radius)
-            deltas = {k: self._delta(k) for k in range(lo + 1, hi + 1)}
+            deltas = self._window_deltas(i)
             t0 = time.perf_counter()
             cg, cl = self.deflicker.correction(deltas, i, 0, last)
             h, w = alpha.shape
@@ -389,7 +417,8 @@ class Compositor:
         window the plate's decoded code values are used as they are (identical to converting them both ways)."""
         from ..colour import from_linear
 
-        plate_codes = self.plate_src.read(self.plate_index(i))[..., :3]
+        with self._media_lock:
+            plate_codes = self.plate_src.read(self.plate_index(i))[..., :3]
         if plate_codes.dtype != np.uint8 or self.plate_src.info.linear or self.scale != 1.0:
             return from_linear(self.layers(i).composite, np.uint8)
         out = plate_codes.copy()
