@@ -74,3 +74,16 @@ def test_bench_refuses_a_folder_of_the_wrong_shape(tmp_path):
     res = subprocess.run([sys.executable, "-m", "harmovid_engine", "bench", str(tmp_path), "--out",
                           str(tmp_path / "o")], capture_output=True, text=True)
     assert res.returncode == 2 and "laid out like" in res.stderr
+
+
+def test_report_lists_the_speed_and_its_stages_alone_and_inside_the_export(tmp_path):
+    from harmovid_engine.bench.run import write_report
+
+    results = {"speed": {"analytic+deflicker": {
+        "export_ratio": 1.9, "render_seconds": 8.5, "ffmpeg_seconds": 4.4, "frames": 120,
+        "stage_ms": {"deflicker": 22.0, "place + composite + encode": 21.5},
+        "stage_ms_alone": {"deflicker": 10.6, "place + composite + encode": 7.4}}}}
+    write_report(results, tmp_path, "harmovid bench DATA --out OUT --protocols speed", 30, 60.0)
+    text = (tmp_path / "report.md").read_text()
+    assert "| analytic+deflicker | 1.9 | 8.5 | 4.4 |" in text
+    assert "| deflicker | 10.6 | 22.0 |" in text and "| all | 18.0 | 43.5 |" in text
