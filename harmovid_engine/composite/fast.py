@@ -1,17 +1,22 @@
-"""The export's last step fused into one pass: premultiplied talent over the (shadowed) plate, in linear light,
-straight to 8-bit sRGB code values.
+"""Compiled kernels for the export's per-pixel work at canvas size (numba).
 
-``over_codes`` computes exactly what ``from_linear(premult + plate * (1 - alpha) * (1 - shade))`` computes (same
-float32 arithmetic, same 16-bit encoding table) but in one parallel pass, writing into the output frame and leaving
-the plate's decoded code values where neither the talent nor its shadow reaches: at 1080p a few ms instead of ~45 ms
-of whole-array numpy work. The kernel is compiled by numba on first use and cached on disk (the Studio loads it in
-the background at start-up: loading holds Python's lock for ~80 ms); without numba the numpy expression is used.
+- ``place_kernel`` places the premultiplied talent bilinearly (``place_talent``) and, for 8-bit exports, composites
+  it over the (shadowed) plate and encodes sRGB code values in the same pass (``place_over_codes``), writing straight
+  into the output frame and leaving the plate's codes where neither the talent nor its shadow reaches. Preview and
+  export call the same kernel, so they give the same codes: exactly ``from_linear(premult + plate * (1 - alpha) *
+  (1 - shade))`` of the placed layers (same float32 arithmetic, same 16-bit encoding table).
+- ``i420_kernel`` converts 8-bit RGB frames to BT.709 limited-range 4:2:0 for the H.264 encoder (``rgb_to_i420``).
+
+The kernels are compiled on first use and cached on disk (the Studio loads them in the background at start-up:
+loading holds Python's lock for ~80 ms). Without numba, or when compiling or caching fails, the OpenCV / numpy
+paths give the same images (placement's bilinear weights then quantised to 1/32 pixel by OpenCV).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -41,13 +46,8 @@ def _load():
         except Exception as exc:  # no writable cache, an LLVM problem: export still works, on the numpy path
             import logging
 
-            logging.getLogger(__name__).warning("export kernel unavailable (%s); using the slower numpy path", exc)
+            logging.getLogger(__name__).warning("export kernels unavailable (%s); using the slower numpy path", exc)
     return _KERNEL
-
-
-class _Kernels:
-    def __init__(self, **k):
-        self.__dict__.update(k)
 
 
 def _compile(numba):
@@ -194,7 +194,7 @@ def _compile(numba):
                 out[u0 + r * cw + k] = np.uint8(min(max(cb, 0), 255))
                 out[v0 + r * cw + k] = np.uint8(min(max(cr, 0), 255))
 
-    return _Kernels(pad=pad_kernel, place=place_kernel, i420=i420_kernel)
+    return SimpleNamespace(pad=pad_kernel, place=place_kernel, i420=i420_kernel)
 
 
 _NONE1 = np.zeros(0, np.float32)
