@@ -3,11 +3,11 @@
 Per-frame harmonization estimates its lighting on every frame, so its output flickers. This stage measures, for each
 pair of consecutive frames, how the harmonized talent's lighting changed where the *same surface* is seen in both
 frames: the previous output is warped onto the current one by DIS optical flow of the talent footage, and the robust
-mean log-ratio of aligned pixels gives a global (per channel) and a local (3x3 grid over the talent) lighting change.
-Motion does not enter these numbers; only lighting does. Summed over time they form lighting tracks; a real change of
-the plate's light (measured the same way on the plate) is taken out of them. Each frame is then corrected by the
-difference between the tracks smoothed over a Gaussian temporal window and the tracks themselves, so jitter goes and
-slow, real lighting changes stay.
+mean log-ratio of aligned pixels gives a global (per channel) and a local (a plane and a 12x12 residual grid over the
+talent) lighting change. Motion does not enter these numbers; only lighting does. Summed over time they form
+lighting tracks; a real change of the plate's light (measured the same way on the plate) is taken out of them. Each
+frame is then corrected by the difference between the tracks smoothed over a Gaussian temporal window and the tracks
+themselves, so jitter goes and slow, real lighting changes stay.
 
 The stage has a temporal radius: frame ``t`` reads frames ``[t - radius, t + radius]``. Pair measurements depend only
 on the two frames, so chunked renders equal one long render.
@@ -22,8 +22,10 @@ import numpy as np
 
 from ..colour import LUMA_709
 
-GRID = 3
-SIZE = 160  # long side of the working crop for flow and ratios (lighting is measured as a plane + 3x3 grid)
+# The local change's residual grid: 12 x 12 cells of ~13 px on the 160 px sample. Finer grids kept lowering the lut
+# jitter warping error on 6 of 7 clips (tl_ratio 2.42 at 3x3, 2.30 at 8x8, 2.24 at 12x12), flicker unchanged.
+GRID = 12
+SIZE = 160  # long side of the working crop for flow and ratios (lighting is measured as a plane + a residual grid)
 
 
 @dataclass
@@ -214,7 +216,7 @@ class AnalyticDeflicker:
         cell = (ys * GRID // h) * GRID + xs * GRID // w
         n = np.bincount(cell, minlength=GRID * GRID).astype(np.float64)
         sums = np.stack([np.bincount(cell, r[:, c], minlength=GRID * GRID) for c in range(3)], 1)
-        grid = np.where(n[:, None] >= 10, sums / np.maximum(n, 1)[:, None] * (n / (n + 40.0))[:, None], 0.0)
+        grid = np.where(n[:, None] >= 10, sums / np.maximum(n, 1)[:, None] * (n / (n + 10.0))[:, None], 0.0)
         local = np.concatenate([coef[1:], grid], 0).astype(np.float32)
         return PairDelta(glob.astype(np.float32), local, plate_d, frac)
 

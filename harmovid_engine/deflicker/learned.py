@@ -1,9 +1,9 @@
 """Learned lighting deflicker: a small CNN over a flow-aligned temporal window that predicts a low-resolution
 log-gain correction field for the centre frame, refining the analytic deflicker.
 
-The analytic stage removes the global and coarse (3x3) lighting jitter robustly; what it leaves is local: shading
-ramps and light blobs that flicker at a finer scale than its grid, and errors near the talent's edges. The learned
-stage works on the analytic stage's output, per pixel of an N x N grid over the talent:
+The analytic stage removes the global and coarse (plane + 12x12 grid) lighting jitter robustly; what it leaves is
+local: shading ramps and light blobs that flicker at a finer scale than its grid, and errors near the talent's edges.
+The learned stage works on the analytic stage's output, per pixel of an N x N grid over the talent:
 
 Per centre frame t and window k in [t - r, t + r]:
 
