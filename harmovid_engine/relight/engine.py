@@ -32,6 +32,7 @@ from .analysis import (PLATE_KEY_REF, irradiance, log_image, matte_normals, plat
 
 GRID = 24  # the gain field's resolution over the talent's bounding box (GRID x GRID)
 ANALYSIS_SIZE = 128  # long side of the talent crop used for analysis
+SHADING_SIZE = 64  # long side used for the directional relight (normals, SH irradiance, the talent's own shading)
 
 
 @dataclass
@@ -133,7 +134,10 @@ class AnalyticEngine(Engine):
         d_chroma = s["colour"] * s["colour_weight"] * trust * (target_c - ts.chroma)
         d_chroma = d_chroma - d_chroma @ LUMA_709  # chroma only: luminance is handled by d_luma
         gain = (d_luma + d_chroma).astype(np.float32)
-        shade, light_dir, directionality = self._shading(t_small, a_small, ps.sh, skin)
+        # the directional relight is a smooth field (GRID x GRID): its analysis runs at half the analysis size
+        t_shade, a_shade = _resize_long(t_small, SHADING_SIZE), _resize_long(a_small, SHADING_SIZE)
+        skin_shade = cv2.resize(skin.view(np.uint8), a_shade.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+        shade, light_dir, directionality = self._shading(t_shade, a_shade, ps.sh, skin_shade)
         shade = shade * (s["direction"] * self.direction_gate(ps.sh))
         return RelightParams(bbox, gain, shade, light_dir, directionality, (alpha.shape[1], alpha.shape[0]))
 
