@@ -226,6 +226,10 @@ def test_in_process_4_2_0_conversion_matches_ffmpegs(tmp_path, monkeypatch):
         monkeypatch.setattr(fast, "kernel_available", lambda k=kernel: k)
         with open_writer("h264", tmp_path / f"k{kernel}.mp4", 128, 64, Fraction(25), crf=4) as w:
             assert w.input_pix_fmt() == ("yuv420p" if kernel else "rgb24")
+            scratch = img.copy()  # frames are piped after write_codes returns: what is queued must not alias them
+            queued = w._pack(scratch)
+            scratch[:] = 0
+            assert bytes(queued) == bytes(w._pack(img))
             for _ in range(3):
                 w.write_codes(img)
         decoded[kernel] = open_source(tmp_path / f"k{kernel}.mp4").read(1)[..., :3]

@@ -206,7 +206,10 @@ _NO_CODES = np.zeros((0, 0, 3), np.uint8)
 def _source(k, rgb, alpha, x, y, scale):
     from .place import placement_source
 
-    src, m = placement_source(rgb, alpha, x, y, scale, k.pad)
+    def pad(rgb32, alpha32, out):
+        k.pad(_readonly(rgb32), _readonly(alpha32), out)
+
+    src, m = placement_source(rgb, alpha, x, y, scale, pad)
     return (_readonly(src), *(float(v) for v in m))
 
 

@@ -42,7 +42,7 @@ def placement_source(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: flo
     sx = sy = scale
     if scale >= 0.5 and pad is not None:
         src = np.empty((h + 2, w + 2, 4), np.float32)
-        pad(_ro(rgb_linear.astype(np.float32, copy=False)), _ro(alpha.astype(np.float32, copy=False)), src)
+        pad(rgb_linear.astype(np.float32, copy=False), alpha.astype(np.float32, copy=False), src)
     else:
         a = np.ascontiguousarray(alpha, np.float32)
         premult = cv2.multiply(np.ascontiguousarray(rgb_linear, np.float32), cv2.merge([a, a, a]))
@@ -55,13 +55,6 @@ def placement_source(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: flo
     # Pixel i covers [i, i+1): source centre u + 0.5 lands on x + sx * (u + 0.5), i.e. output index sx*u + x + sx/2 - 1/2;
     # the border shifts source indices by one.
     return src, (1.0 / sx, 1.0 - (x + 0.5 * sx - 0.5) / sx, 1.0 / sy, 1.0 - (y + 0.5 * sy - 0.5) / sy)
-
-
-def _ro(a: np.ndarray) -> np.ndarray:
-    if a.flags.writeable:
-        a = a.view()
-        a.flags.writeable = False
-    return a
 
 
 def plate_index_for(talent_index: int, talent_fps: Fraction, plate_fps: Fraction | None,

@@ -263,10 +263,10 @@ class H264Writer(FFmpegWriter):
         if self._i420:
             from ..composite.fast import rgb_to_i420
 
-            packed = rgb_to_i420(codes)
+            packed = rgb_to_i420(codes)  # a new array: piping it later is safe
             if packed is not None:
                 return packed.data
-        return np.ascontiguousarray(codes).data
+        return super()._pack(codes)
 
     def video_args(self) -> list[str]:
         crf = int(self.options.get("crf", 18))

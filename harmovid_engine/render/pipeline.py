@@ -301,8 +301,8 @@ class Compositor:
         work is only placement, shadow and over. Returns None when the talent is off the canvas, else
         (roi, composite, harmonized straight, alpha, plate window, per-frame straight or None, original or None).
         With ``codes`` (a writable copy of the plate's 8-bit code values at canvas size) the window of ``codes``
-        receives the composite from the fused place + over + encode of :func:`place_over_codes` (the same values as encoding the
-        float composite) and it returns (roi, None).
+        receives the composite from the fused place + over + encode of :func:`place_over_codes` (the same values as
+        encoding the float composite) and it returns (roi, None).
         """
         if not 0 <= i < self.frame_count:
             raise IndexError(f"frame {i} is outside the talent clip (0..{self.frame_count - 1})")
@@ -361,7 +361,6 @@ class Compositor:
         x, y, s = self.placement(i)
         x0, y0, x1, y1 = roi
         x, y = x - x0, y - y0  # placement in the window
-        plate = self.plate_linear(i)[y0:y1, x0:x1]
         shade = None  # shadow density on the plate
         if st.shadow and st.shadow_opacity > 0:
             light = getattr(params, "light_dir", None)
@@ -375,6 +374,7 @@ class Compositor:
             return roi, None
         premult, a = place_talent(harmonized, alpha, x, y, s, (x1 - x0, y1 - y0))
         t0 = self._tick("place", t0)
+        plate = self.plate_linear(i)[y0:y1, x0:x1]
         background = 1.0 - a  # what of the plate shows through, darkened by the shadow
         if shade is not None:
             background *= 1.0 - shade
