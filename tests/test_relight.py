@@ -234,3 +234,36 @@ def test_plate_light_colour_is_not_taken_from_a_large_evenly_coloured_surface():
     assert np.ptp(grey_world) > 1.0  # what the plain mean would have said
     magenta = plate_stats(scene * np.array([1.0, 0.45, 0.9], np.float32)).chroma
     assert magenta[1] < -0.3 and magenta[0] > 0.15 and magenta[2] > 0.1
+
+
+def test_relight_finish_applies_gain_to_the_talent_part_and_wraps_plate_light_onto_edges(monkeypatch):
+    """The talent's last pass (gain field upsampled from its grid, raised to alpha; light wrap) equals the plain
+    formula, the compiled kernel and the OpenCV path agree, the wrap lightens edges toward a bright plate and leaves
+    the talent's core and its empty pixels alone."""
+    import cv2
+
+    import harmovid_engine.composite.fast as fast
+    from harmovid_engine.composite.extras import light_wrap_maps
+
+    rng = np.random.default_rng(3)
+    h, w = 97, 131
+    rgb = rng.random((h, w, 3), dtype=np.float32) * 0.3
+    yy, xx = np.mgrid[0:h, 0:w]
+    alpha = np.clip(1.5 - np.hypot((xx - w / 2) / 40, (yy - h / 2) / 35), 0, 1).astype(np.float32)
+    assert ((alpha > 0) & (alpha < 1)).any() and (alpha == 0).any() and (alpha == 1).any()
+    log_gain = (rng.random((25, 33, 3), dtype=np.float32) - 0.5) * 0.4
+    out = fast.relight_finish(rgb, alpha, log_gain, None)
+    g = cv2.resize(np.exp(log_gain), (w, h), interpolation=cv2.INTER_LINEAR)
+    want = rgb * g ** alpha[..., None]
+    np.testing.assert_allclose(out, want, rtol=2e-5, atol=1e-6)
+    assert np.array_equal(out[alpha == 0], rgb[alpha == 0])
+
+    plate = np.ones((h // 4, w // 4, 3), np.float32)  # a bright plate
+    wrap = light_wrap_maps(alpha, plate, 0.5)
+    wrapped = fast.relight_finish(rgb, alpha, log_gain, wrap)
+    edge, core = (alpha > 0.05) & (alpha < 0.5), alpha == 1
+    assert (wrapped[edge] - out[edge]).mean() > 0.05  # edges take on the plate's light
+    assert np.abs(wrapped[alpha <= 0.01] - out[alpha <= 0.01]).max() == 0
+    assert (wrapped[core] - out[core]).mean() < 0.5 * (wrapped[edge] - out[edge]).mean()
+    monkeypatch.setattr(fast, "_kernel", lambda: None)
+    np.testing.assert_allclose(fast.relight_finish(rgb, alpha, log_gain, wrap), wrapped, rtol=1e-5, atol=1e-6)

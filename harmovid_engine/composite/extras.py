@@ -18,8 +18,26 @@ def light_wrap(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, strengt
     smaller size with the same aspect (it is only used blurred, at a quarter of the talent's size). Returns straight
     colour.
     """
-    if strength <= 0 or not (alpha > 0.01).any():
+    maps = light_wrap_maps(alpha, plate, strength, radius)
+    if maps is None:
         return talent
+    h, w = alpha.shape
+    spill, reach = (cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps)
+    reach[alpha <= WRAP_MIN_ALPHA] = 0
+    # screen-like: add light, never darken the talent by more than the plate's own colour would
+    t = np.ascontiguousarray(talent, np.float32)
+    return cv2.add(t, cv2.multiply(cv2.subtract(cv2.max(spill, t), t), cv2.merge([reach, reach, reach])))
+
+
+WRAP_MIN_ALPHA = 0.01  # the wrap reaches talent pixels above this alpha only
+
+
+def light_wrap_maps(alpha: np.ndarray, plate: np.ndarray, strength: float = 0.3, radius: float | None = None):
+    """The light wrap at its working size (:func:`light_wrap_size`): (spill colour (h, w, 3), reach (h, w)), both
+    float32, or None when there is nothing to wrap. The talent's pixel takes ``t + (max(spill, t) - t) * reach``
+    with both maps upsampled bilinearly to the talent's size (and no reach where alpha <= ``WRAP_MIN_ALPHA``)."""
+    if strength <= 0 or not (alpha > WRAP_MIN_ALPHA).any():
+        return None
     h, w = alpha.shape
     radius = radius or max(2.0, 0.012 * max(h, w))
     f = _light_wrap_factor(w, h)
@@ -33,12 +51,7 @@ def light_wrap(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, strengt
     spill = spill / np.maximum(cover, 1e-4)[..., None]
     # how much of the surround reaches each talent pixel: strong at the edge, none deep inside
     reach = np.clip(cover * 2.0, 0.0, 1.0) * np.float32(strength)
-    spill = cv2.resize(spill.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    k = cv2.resize(reach.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    k[alpha <= 0.01] = 0
-    # screen-like: add light, never darken the talent by more than the plate's own colour would
-    t = np.ascontiguousarray(talent, np.float32)
-    return cv2.add(t, cv2.multiply(cv2.subtract(cv2.max(spill, t), t), cv2.merge([k, k, k])))
+    return spill.astype(np.float32), reach.astype(np.float32)
 
 
 def light_wrap_size(talent_size: tuple[int, int]) -> tuple[int, int]:

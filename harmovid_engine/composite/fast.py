@@ -18,6 +18,7 @@ import contextlib
 import threading
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 
 from ..colour import _DECODE_8, _ENCODE_16_TO_8, from_linear, to_linear
@@ -92,6 +93,9 @@ def _compile(numba):
         # non-empty ``frame`` (8-bit codes holding the plate; the window starts at (ox, oy) there; ``dec`` decodes
         # codes to linear) it composites over the (shadowed) plate and writes code values there; else it writes
         # the placed premultiplied colour and alpha. Both modes run the same arithmetic.
+        # Bilinear as two passes per output row: the two source rows it reads are blended once per source column
+        # (vertically), then each output pixel blends two neighbouring columns of that; only the columns whose taps
+        # can see the talent (alpha > 0 on either source row) are visited.
         to_codes = frame.shape[0] > 0
         h, w = src.shape[0], src.shape[1]
         has_shade = shade.shape[0] > 0
@@ -99,6 +103,18 @@ def _compile(numba):
         half = np.float32(0.5)
         one = np.float32(1.0)
         zero = np.float32(0.0)
+        # per source row, the columns [lo, hi) holding alpha > 0
+        lo = np.full(h, w, np.int64)
+        hi = np.zeros(h, np.int64)
+        for r in numba.prange(h):
+            for c in range(w):
+                if src[r, c, 3] > 0:
+                    lo[r] = c
+                    break
+            for c in range(w - 1, -1, -1):
+                if src[r, c, 3] > 0:
+                    hi[r] = c + 1
+                    break
         # where each output column samples (left tap and weight; the same for every row)
         xs = np.empty(W, np.int64)
         txs = np.empty(W, np.float32)
@@ -112,47 +128,127 @@ def _compile(numba):
             fy0 = np.floor(sy)
             y0 = int(fy0)
             ty = np.float32(sy - fy0)
-            row = 0 <= y0 and y0 + 1 < h
-            r0 = src[max(0, min(y0, h - 2))]
-            r1 = src[max(1, min(y0 + 1, h - 1))]
-            for j in range(W):
-                x0 = xs[j]
-                a = zero
-                p0 = zero
-                p1 = zero
-                p2 = zero
-                if row and 0 <= x0 and x0 + 1 < w:
+            j0, j1 = 0, 0  # output columns whose taps lie on src and can see the talent
+            if 0 <= y0 and y0 + 1 < h:
+                slo = min(lo[y0], lo[y0 + 1])
+                shi = max(hi[y0], hi[y0 + 1])
+                if shi > slo:
+                    j0 = np.searchsorted(xs, slo - 1)
+                    j1 = np.searchsorted(xs, shi)
+                    while j0 < j1 and xs[j0] < 0:
+                        j0 += 1
+                    while j1 > j0 and xs[j1 - 1] + 1 >= w:
+                        j1 -= 1
+            if not to_codes:
+                for j in range(W):
+                    premult_out[i, j, 0] = zero
+                    premult_out[i, j, 1] = zero
+                    premult_out[i, j, 2] = zero
+                    alpha_out[i, j] = zero
+            if j1 > j0:
+                c0 = xs[j0]
+                r0 = src[y0, c0:xs[j1 - 1] + 2].ravel()
+                r1 = src[y0 + 1, c0:xs[j1 - 1] + 2].ravel()
+                uy = one - ty
+                vrow = np.empty(r0.shape[0], np.float32)
+                for q in range(r0.shape[0]):
+                    vrow[q] = uy * r0[q] + ty * r1[q]
+                for j in range(j0, j1):
+                    b = (xs[j] - c0) * 4
                     tx = txs[j]
-                    w00 = (one - ty) * (one - tx)
-                    w01 = (one - ty) * tx
-                    w10 = ty * (one - tx)
-                    w11 = ty * tx
-                    a = w00 * r0[x0, 3] + w01 * r0[x0 + 1, 3] + w10 * r1[x0, 3] + w11 * r1[x0 + 1, 3]
+                    ux = one - tx
+                    a = ux * vrow[b + 3] + tx * vrow[b + 7]
+                    p0 = zero
+                    p1 = zero
+                    p2 = zero
                     if a > 0:
-                        p0 = w00 * r0[x0, 0] + w01 * r0[x0 + 1, 0] + w10 * r1[x0, 0] + w11 * r1[x0 + 1, 0]
-                        p1 = w00 * r0[x0, 1] + w01 * r0[x0 + 1, 1] + w10 * r1[x0, 1] + w11 * r1[x0 + 1, 1]
-                        p2 = w00 * r0[x0, 2] + w01 * r0[x0 + 1, 2] + w10 * r1[x0, 2] + w11 * r1[x0 + 1, 2]
+                        p0 = ux * vrow[b] + tx * vrow[b + 4]
+                        p1 = ux * vrow[b + 1] + tx * vrow[b + 5]
+                        p2 = ux * vrow[b + 2] + tx * vrow[b + 6]
                         if a > one:  # bilinear weights sum to one: trim rounding
                             a = one
                     else:
                         a = zero
-                if not to_codes:
-                    premult_out[i, j, 0] = p0
-                    premult_out[i, j, 1] = p1
-                    premult_out[i, j, 2] = p2
-                    alpha_out[i, j] = a
-                    continue
-                s = shade[i, j] if has_shade else zero
-                if a <= 0 and s <= 0:
-                    continue  # ``frame`` holds the plate's codes already
-                bg = (one - a) * (one - s)
-                px = frame[oy + i, ox + j]
-                v0 = min(max((p0 + dec[px[0]] * bg) * scale + half, zero), scale)
-                v1 = min(max((p1 + dec[px[1]] * bg) * scale + half, zero), scale)
-                v2 = min(max((p2 + dec[px[2]] * bg) * scale + half, zero), scale)
-                px[0] = enc[np.uint16(v0)]
-                px[1] = enc[np.uint16(v1)]
-                px[2] = enc[np.uint16(v2)]
+                    if not to_codes:
+                        premult_out[i, j, 0] = p0
+                        premult_out[i, j, 1] = p1
+                        premult_out[i, j, 2] = p2
+                        alpha_out[i, j] = a
+                        continue
+                    s = shade[i, j] if has_shade else zero
+                    if a <= 0 and s <= 0:
+                        continue  # ``frame`` holds the plate's codes already
+                    bg = (one - a) * (one - s)
+                    fi = oy + i
+                    fj = ox + j
+                    v0 = min(max((p0 + dec[frame[fi, fj, 0]] * bg) * scale + half, zero), scale)
+                    v1 = min(max((p1 + dec[frame[fi, fj, 1]] * bg) * scale + half, zero), scale)
+                    v2 = min(max((p2 + dec[frame[fi, fj, 2]] * bg) * scale + half, zero), scale)
+                    frame[fi, fj, 0] = enc[np.uint16(v0)]
+                    frame[fi, fj, 1] = enc[np.uint16(v1)]
+                    frame[fi, fj, 2] = enc[np.uint16(v2)]
+            if to_codes and has_shade:  # the shadow alone, left and right of the talent's columns
+                for side in range(2):
+                    ja, jb = (0, j0) if side == 0 else (j1, W)
+                    for j in range(ja, jb):
+                        s = shade[i, j]
+                        if s <= 0:
+                            continue
+                        bg = one - s  # = (1 - a) * (1 - s) with a = 0, and premult + x = x with premult = 0
+                        fi = oy + i
+                        fj = ox + j
+                        v0 = min(max(dec[frame[fi, fj, 0]] * bg * scale + half, zero), scale)
+                        v1 = min(max(dec[frame[fi, fj, 1]] * bg * scale + half, zero), scale)
+                        v2 = min(max(dec[frame[fi, fj, 2]] * bg * scale + half, zero), scale)
+                        frame[fi, fj, 0] = enc[np.uint16(v0)]
+                        frame[fi, fj, 1] = enc[np.uint16(v1)]
+                        frame[fi, fj, 2] = enc[np.uint16(v2)]
+
+    from .extras import WRAP_MIN_ALPHA
+
+    wrap_min = np.float32(WRAP_MIN_ALPHA)
+    taps = c(nt.int64, 2), c(nt.float32, 1)
+    sig = nt.void(arr(nt.float32, 3), arr(nt.float32, 2), c(nt.float32, 3), c(nt.float32, 3), c(nt.float32, 2),
+                  *taps, *taps, *taps, *taps, nt.Array(nt.float32, 3, "C"))
+
+    @numba.njit(sig, parallel=True, cache=True, nogil=True)
+    def finish_kernel(rgb, alpha, gain, spill, reach, gx, gtx, gy, gty, sx, stx, sy, sty,
+                      out):  # pragma: no cover - compiled
+        # out = rgb * U(gain) ** alpha, then the light wrap out + (max(U(spill), out) - out) * U(reach) where
+        # alpha > WRAP_MIN_ALPHA; U upsamples a small map to the talent's size bilinearly, pixel centres aligned
+        # (as OpenCV's INTER_LINEAR resize: horizontal then vertical, clamped at the borders).
+        h, w = alpha.shape
+        wrap = spill.shape[0] > 0
+        one = np.float32(1.0)
+        zero = np.float32(0.0)
+        # (taps: left/right source index and right weight per output column and row, see ``_linear_taps``)
+        for i in numba.prange(h):
+            ga, gb, ty = gy[i, 0], gy[i, 1], gty[i]
+            uy = one - ty
+            sa, sb, wy = sy[i, 0], sy[i, 1], sty[i]
+            uwy = one - wy
+            for j in range(w):
+                a = alpha[i, j]
+                xa, xb, tx = gx[j, 0], gx[j, 1], gtx[j]
+                ux = one - tx
+                k = zero
+                if wrap and a > wrap_min:
+                    qa, qb, wx = sx[j, 0], sx[j, 1], stx[j]
+                    uwx = one - wx
+                    k = uwy * (uwx * reach[sa, qa] + wx * reach[sa, qb]) + wy * (uwx * reach[sb, qa] + wx * reach[sb, qb])
+                for ch in range(3):
+                    t = rgb[i, j, ch]
+                    if a > 0:
+                        g = uy * (ux * gain[ga, xa, ch] + tx * gain[ga, xb, ch]) + ty * (
+                            ux * gain[gb, xa, ch] + tx * gain[gb, xb, ch])
+                        if a < one:
+                            g = np.exp(a * np.log(g))
+                        t = t * g
+                    if k > 0:
+                        sp = uwy * (uwx * spill[sa, qa, ch] + wx * spill[sa, qb, ch]) + wy * (
+                            uwx * spill[sb, qa, ch] + wx * spill[sb, qb, ch])
+                        t = t + (max(sp, t) - t) * k
+                    out[i, j, ch] = t
 
     sig = nt.void(nt.Array(nt.uint8, 3, "C", readonly=True), nt.Array(nt.uint8, 1, "C"))
     # BT.709 limited range in 16-bit fixed point (integer arithmetic vectorises; within 1 code of float rounding)
@@ -171,30 +267,33 @@ def _compile(numba):
         h, w = rgb.shape[0], rgb.shape[1]
         cw, ch = w // 2, h // 2
         u0, v0 = h * w, h * w + ch * cw
+        flat = rgb.reshape(h, w * 3)
         for r in numba.prange(ch):
+            ra = flat[2 * r]
+            rb = flat[2 * r + 1]
+            s = np.empty(w * 3, np.int32)  # the row pair summed per channel (flat, contiguous: vectorises)
+            for q in range(w * 3):
+                s[q] = np.int32(ra[q]) + np.int32(rb[q])
             for y in range(2 * r, 2 * r + 2):
-                row = rgb[y]
+                row = flat[y]
                 base = y * w
                 for x in range(w):
-                    v = yr * np.int32(row[x, 0]) + yg * np.int32(row[x, 1]) + yb * np.int32(row[x, 2]) + y_off
+                    q = 3 * x
+                    v = yr * np.int32(row[q]) + yg * np.int32(row[q + 1]) + yb * np.int32(row[q + 2]) + y_off
                     out[base + x] = np.uint8(v >> 16)
             for k in range(cw):
                 # MPEG-2 / H.264 default chroma siting: co-sited with the even luma column, between the two rows
-                x = 2 * k
-                xl = x - 1 if x > 0 else 0
-                sr = np.int32(0)
-                sg = np.int32(0)
-                sb = np.int32(0)
-                for y in range(2 * r, 2 * r + 2):
-                    sr += np.int32(rgb[y, xl, 0]) + 2 * np.int32(rgb[y, x, 0]) + np.int32(rgb[y, x + 1, 0])
-                    sg += np.int32(rgb[y, xl, 1]) + 2 * np.int32(rgb[y, x, 1]) + np.int32(rgb[y, x + 1, 1])
-                    sb += np.int32(rgb[y, xl, 2]) + 2 * np.int32(rgb[y, x, 2]) + np.int32(rgb[y, x + 1, 2])
+                q = 6 * k
+                ql = q - 3 if k > 0 else 0
+                sr = s[ql] + 2 * s[q] + s[q + 3]
+                sg = s[ql + 1] + 2 * s[q + 1] + s[q + 4]
+                sb = s[ql + 2] + 2 * s[q + 2] + s[q + 5]
                 cb = (ubr * sr + ubg * sg + ubb * sb + c_off) >> 16
                 cr = (vrr * sr + vrg * sg + vrb * sb + c_off) >> 16
                 out[u0 + r * cw + k] = np.uint8(min(max(cb, 0), 255))
                 out[v0 + r * cw + k] = np.uint8(min(max(cr, 0), 255))
 
-    return SimpleNamespace(pad=pad_kernel, place=place_kernel, i420=i420_kernel)
+    return SimpleNamespace(pad=pad_kernel, place=place_kernel, finish=finish_kernel, i420=i420_kernel)
 
 
 _NONE1 = np.zeros(0, np.float32)
@@ -254,6 +353,50 @@ def place_over_codes(rgb: np.ndarray, alpha: np.ndarray, x: float, y: float, sca
     k.place(*_source(k, rgb, alpha, x, y, scale), shade, _DECODE_8, _ENCODE_16_TO_8, frame, x0, y0, y1 - y0,
             x1 - x0, _NONE3, _NONE2)
     return frame
+
+
+def relight_finish(rgb: np.ndarray, alpha: np.ndarray, log_gain: np.ndarray, wrap=None) -> np.ndarray:
+    """The talent's last per-pixel pass in its own pixels: ``rgb`` (h, w, 3) straight linear times the gain
+    ``exp(log_gain)`` upsampled bilinearly from its small grid (fh, fw, 3) and raised to ``alpha`` (soft-edge pixels
+    are only partly talent: they take that part of the change), then the light wrap of ``wrap`` = (spill, reach)
+    from :func:`~harmovid_engine.composite.extras.light_wrap_maps` (or None). One pass over the talent's pixels
+    instead of one per operation; the OpenCV path gives the same image within float rounding."""
+    gain = np.exp(np.asarray(log_gain, np.float32))
+    k = _kernel()
+    if k is None:
+        h, w = alpha.shape
+        g = cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR)
+        a = np.ascontiguousarray(alpha, np.float32)[..., None]
+        out = rgb * np.where(a >= 1, g, np.exp(a * np.log(g)))
+        out = np.where(a > 0, out, rgb).astype(np.float32)
+        if wrap is not None:
+            from .extras import WRAP_MIN_ALPHA
+
+            spill, reach = (cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in wrap)
+            reach[alpha <= WRAP_MIN_ALPHA] = 0
+            out = out + (np.maximum(spill, out) - out) * reach[..., None]
+        return out.astype(np.float32, copy=False)
+    h, w = alpha.shape
+    out = np.empty(rgb.shape, np.float32)
+    spill, reach = (_NONE3, _NONE2) if wrap is None else (np.ascontiguousarray(m, np.float32) for m in wrap)
+    sh, sw = spill.shape[:2] if wrap is not None else (1, 1)
+    k.finish(_readonly(rgb.astype(np.float32, copy=False)), _readonly(alpha.astype(np.float32, copy=False)),
+             _readonly(np.ascontiguousarray(gain)), _readonly(spill), _readonly(reach),
+             *_linear_taps(w, gain.shape[1]), *_linear_taps(h, gain.shape[0]), *_linear_taps(w, sw),
+             *_linear_taps(h, sh), out)
+    return out
+
+
+def _linear_taps(n_out: int, n_in: int):
+    """OpenCV's INTER_LINEAR resize taps from n_in samples to n_out (pixel centres aligned, clamped at the
+    borders): ((n_out, 2) left/right source index, (n_out,) right weight)."""
+    f = ((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5).astype(np.float32)
+    s = np.floor(f).astype(np.int64)
+    t = f - s.astype(np.float32)
+    t[(s < 0) | (s >= n_in - 1)] = 0
+    s = np.clip(s, 0, n_in - 1)
+    idx = np.stack([s, np.minimum(s + 1, n_in - 1)], 1)
+    return _readonly(idx), _readonly(t.astype(np.float32))
 
 
 def kernel_available() -> bool:

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 
 from ..composite import over, place_talent, plate_index_for, unpremultiply
-from ..composite.extras import light_wrap, light_wrap_size, shadow_from_talent
-from ..composite.fast import place_over_codes
+from ..composite.extras import light_wrap_maps, light_wrap_size, shadow_from_talent
+from ..composite.fast import place_over_codes, relight_finish
 from ..deflicker import AnalyticDeflicker, make_sample
-from ..deflicker.analytic import ZERO, apply_log_gain, correction_field
+from ..deflicker.analytic import ZERO, correction_field
 from ..engines import create_engine
 from ..errors import HarmoVidError
 from ..matte import MatteStage, MatteStore
@@ -227,6 +227,22 @@ class Compositor:
 
         self.engine.prepare(self.frame_count, frame, cancel=cancel, progress=progress)
 
+    def _light_wrap(self, i, harmonized, alpha, params, t0):
+        """The light wrap alone (when it cannot join the relight's pass): (talent, time after)."""
+        wrap = self._light_wrap_maps(i, alpha, params)
+        if wrap is None:
+            return harmonized, t0
+        harmonized = relight_finish(harmonized, alpha, _NO_GAIN, wrap)
+        return harmonized, self._tick("light wrap", t0)
+
+    def _light_wrap_maps(self, i: int, alpha: np.ndarray, params):
+        """The light wrap of frame i at its working size (see ``light_wrap_maps``), or None when it is off."""
+        st = self.settings
+        if not (st.light_wrap and st.light_wrap_strength > 0 and params is not None):
+            return None
+        h, w = alpha.shape
+        return light_wrap_maps(alpha, self._plate_under_talent(i, light_wrap_size((w, h))), st.light_wrap_strength)
+
     def _plate_under_talent(self, i: int, size: tuple[int, int]) -> np.ndarray:
         """The plate seen from the talent's pixels (inverse placement), at ``size`` = (w, h) of the talent."""
         x, y, s = self.placement(i)
@@ -332,9 +348,13 @@ class Compositor:
             if fuse:
                 (x0, y0, x1, y1), engine_field = self.engine.log_gain((fh, fw), params)
                 field[y0:y1, x0:x1] += engine_field
-            field = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
-            harmonized = apply_log_gain(harmonized, (0, 0, w, h), field, alpha)
             t0 = self._tick("deflicker", t0)
+            # the light wrap joins the same pass over the talent's pixels (after the learned stage, if any)
+            wrap = self._light_wrap_maps(i, alpha, params) if self.learned is None else None
+            if wrap is not None:
+                t0 = self._tick("light wrap", t0)
+            harmonized = relight_finish(harmonized, alpha, field, wrap)
+            t0 = self._tick("harmonize (apply)", t0)
             if self.learned is not None:
                 r = self.learned.net_radius
                 window = {}
@@ -352,12 +372,10 @@ class Compositor:
                 field = self.learned.field(window, i, 0, last, deltas)
                 harmonized = self.learned.apply(harmonized, (0, 0, w, h), field, alpha)
                 t0 = self._tick("deflicker (learned)", t0)
+                harmonized, t0 = self._light_wrap(i, harmonized, alpha, params, t0)
+        else:
+            harmonized, t0 = self._light_wrap(i, harmonized, alpha, params, t0)
         st = self.settings
-        if st.light_wrap and st.light_wrap_strength > 0 and params is not None:
-            h, w = alpha.shape
-            under = self._plate_under_talent(i, light_wrap_size((w, h)))
-            harmonized = light_wrap(harmonized, alpha, under, st.light_wrap_strength)
-            t0 = self._tick("light wrap", t0)
         x, y, s = self.placement(i)
         x0, y0, x1, y1 = roi
         x, y = x - x0, y - y0  # placement in the window
@@ -454,6 +472,7 @@ class Compositor:
 
 
 _MISSING = object()
+_NO_GAIN = np.zeros((1, 1, 3), np.float32)  # log gain 0: the light wrap alone
 
 
 class _LazyStraight:
