@@ -44,6 +44,31 @@ def test_default_placement_rules():
     p.set_key(0, 0, 0, 1)
     p.set_key(10, 10, 20, 2)
     assert p.at(5) == (5, 10, 1.5) and p.at(-3) == (0, 0, 1) and p.at(99) == (10, 20, 2)
+    # a picture area inside black bars (x0, y0, x1, y1) is what gets fitted, centred and bottom-aligned
+    x, y, s = Placement.default((100, 50), (300, 200), (10, 0, 90, 40)).at(0)
+    assert s == 5.0 and x + 50 * s == 150 and y + 40 * s == 200
+    assert Placement.default((100, 50), (100, 50), (0, 0, 100, 40)).at(0) != (0.0, 0.0, 1.0)
+
+
+def test_keyed_talent_with_a_black_bar_leaves_no_strip_of_plate_under_it(tmp_path, data_dir):
+    """d0 has a black bar under the picture: the keyer excludes it, and the default placement fits the picture,
+    so the talent's cut-off body reaches the plate's bottom edge (no line of plate shows under it)."""
+    import cv2
+    import numpy as np
+
+    from harmovid_engine.render import Compositor
+
+    plate = tmp_path / "plate.png"
+    cv2.imwrite(str(plate), np.full((360, 640, 3), 90, np.uint8))
+    proj = create_project(tmp_path / "p", data_dir / "clips" / "d0.mp4", plate, key="green")
+    gx, gy, gw, gh = proj.matte.key["garbage"]
+    assert gy + gh < 512  # the bar is there
+    x, y, s = proj.placement.at(0)
+    assert y + (gy + gh) * s == 360
+    with Compositor(proj) as comp:
+        alpha = comp.layers(0).alpha
+    body = alpha[-40:-1, 300:340].mean()
+    assert body > 0.95 and alpha[-1, 300:340].mean() > 0.9 * body
 
 
 def test_missing_media_is_reported_clearly(project, tmp_path):

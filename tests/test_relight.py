@@ -267,3 +267,21 @@ def test_relight_finish_applies_gain_to_the_talent_part_and_wraps_plate_light_on
     assert (wrapped[core] - out[core]).mean() < 0.5 * (wrapped[edge] - out[edge]).mean()
     monkeypatch.setattr(fast, "_kernel", lambda: None)
     np.testing.assert_allclose(fast.relight_finish(rgb, alpha, log_gain, wrap), wrapped, rtol=1e-5, atol=1e-6)
+
+
+def test_light_wrap_does_not_wrap_around_a_body_cut_by_a_black_bar():
+    """A keyed talent whose body is cut by a black bar (the key's garbage matte): the cut is not an edge the plate's
+    light wraps around, while the body's real silhouette edge still is."""
+    from harmovid_engine.composite.extras import light_wrap_maps
+
+    h, w = 64, 64
+    alpha = np.zeros((h, w), np.float32)
+    alpha[8:48, 16:48] = 1.0  # the body, cut at row 48 by a bar below
+    plate = np.ones((h // 4, w // 4, 3), np.float32)
+    _, plain = light_wrap_maps(alpha, plate, 0.5)
+    _, cut = light_wrap_maps(alpha, plate, 0.5, picture=(0, 0, w, 48))
+    f = h // plain.shape[0]  # the maps' working size
+    row, cols = 47 // f, slice(24 // f, 40 // f)  # the body's last row, next to the bar
+    assert plain[row, cols].mean() > 0.1 and cut[row, cols].mean() < 0.2 * plain[row, cols].mean()
+    side = (28 // f, 16 // f)  # the body's left edge still wraps
+    assert plain[side] > 0.1 and abs(cut[side] - plain[side]) < 0.05 * plain[side]

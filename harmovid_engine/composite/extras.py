@@ -32,13 +32,21 @@ def light_wrap(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, strengt
 WRAP_MIN_ALPHA = 0.01  # the wrap reaches talent pixels above this alpha only
 
 
-def light_wrap_maps(alpha: np.ndarray, plate: np.ndarray, strength: float = 0.3, radius: float | None = None):
+def light_wrap_maps(alpha: np.ndarray, plate: np.ndarray, strength: float = 0.3, radius: float | None = None,
+                    picture: tuple[int, int, int, int] | None = None):
     """The light wrap at its working size (:func:`light_wrap_size`): (spill colour (h, w, 3), reach (h, w)), both
     float32, or None when there is nothing to wrap. The talent's pixel takes ``t + (max(spill, t) - t) * reach``
-    with both maps upsampled bilinearly to the talent's size (and no reach where alpha <= ``WRAP_MIN_ALPHA``)."""
+    with both maps upsampled bilinearly to the talent's size (and no reach where alpha <= ``WRAP_MIN_ALPHA``).
+    ``picture`` (x0, y0, x1, y1): the talent's picture area inside black bars; the bars count as talent here (a
+    body cut by a bar is not an edge the plate's light wraps around)."""
     if strength <= 0 or not (alpha > WRAP_MIN_ALPHA).any():
         return None
     h, w = alpha.shape
+    if picture is not None and tuple(picture) != (0, 0, w, h):
+        x0, y0, x1, y1 = picture
+        solid = np.ones((h, w), np.float32)
+        solid[y0:y1, x0:x1] = alpha[y0:y1, x0:x1]
+        alpha = solid
     radius = radius or max(2.0, 0.012 * max(h, w))
     f = _light_wrap_factor(w, h)
     small = light_wrap_size((w, h))

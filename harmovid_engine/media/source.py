@@ -24,7 +24,7 @@ import numpy as np
 
 from ..colour import alpha_to_float, to_linear
 from ..errors import MediaError
-from .ffmpeg import ffmpeg_exe, last_error_line
+from .ffmpeg import ffmpeg_exe, last_error_line, widen_pipe
 from .probe import MediaInfo, probe
 from .sequence import find_sequence, read_image
 
@@ -216,6 +216,7 @@ class _Decoder:
                  "-f", "rawvideo", "-pix_fmt", pix, "-"]
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=self.frame_bytes)
+        widen_pipe(self.proc.stdout)
 
     def read_next(self) -> np.ndarray:
         buf = _read_exact(self.proc.stdout, self.frame_bytes)

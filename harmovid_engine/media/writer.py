@@ -23,7 +23,7 @@ import numpy as np
 
 from ..colour import alpha_from_float, from_linear, to_linear
 from ..errors import MediaError
-from .ffmpeg import ffmpeg_exe, last_error_line
+from .ffmpeg import ffmpeg_exe, last_error_line, widen_pipe
 
 FEED_FRAMES = 2  # frames queued for the encoder's pipe
 _UMASK = os.umask(0)
@@ -127,6 +127,7 @@ class FFmpegWriter(FrameWriter):
         args += self.video_args()
         args += ["-f", self.container, str(self._tmp)]
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=self._stderr)
+        widen_pipe(self._proc.stdin)
         # Frames go through the pipe from a feeder thread, so computing the next frame overlaps with the encoder
         # taking this one (a pipe holds 64 KB: a synchronous write waits until ffmpeg has read the whole frame).
         self._queue: queue.Queue = queue.Queue(maxsize=FEED_FRAMES)

@@ -61,6 +61,10 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
             ks = ChromaKeySettings(screen=key)
             ks.garbage = detect_black_bars(samples)
             ChromaKeyer(ks, samples[0])  # picks and stores the key colour; raises if there is no screen
+            if ks.garbage:  # fit the picture, not its black bars
+                gx, gy, gw, gh = ks.garbage
+                proj.placement = Placement.default((talent_info.width, talent_info.height),
+                                                   (plate_info.width, plate_info.height), (gx, gy, gx + gw, gy + gh))
             proj.matte.source = "key"
             proj.matte.key = ks.to_dict()
         elif talent_info.has_alpha:

@@ -59,14 +59,18 @@ class Placement:
         self.keys.sort(key=lambda k: k.frame)
 
     @staticmethod
-    def default(talent_size: tuple[int, int], plate_size: tuple[int, int]) -> "Placement":
-        """Identity for equal sizes; else scaled to the plate's height, centred, bottom-aligned."""
+    def default(talent_size: tuple[int, int], plate_size: tuple[int, int],
+                picture: tuple[int, int, int, int] | None = None) -> "Placement":
+        """Identity for equal sizes; else scaled to the plate's height, centred, bottom-aligned. ``picture``
+        (x0, y0, x1, y1): the talent's picture area when it has black bars; that area is fitted and aligned
+        instead, so a bar never leaves a strip of plate under the talent's cut-off body."""
         tw, th = talent_size
         pw, ph = plate_size
-        if (tw, th) == (pw, ph):
+        x0, y0, x1, y1 = picture or (0, 0, tw, th)
+        if (tw, th) == (pw, ph) and (x0, y0, x1, y1) == (0, 0, tw, th):
             return Placement([PlacementKey(0, 0.0, 0.0, 1.0)])
-        s = ph / th
-        return Placement([PlacementKey(0, (pw - tw * s) / 2.0, ph - th * s, s)])
+        s = ph / max(1, y1 - y0)
+        return Placement([PlacementKey(0, pw / 2.0 - (x0 + x1) / 2.0 * s, ph - y1 * s, s)])
 
 
 @dataclass

@@ -96,6 +96,12 @@ class Compositor:
         self.project = project
         self.settings = project.render
         self.matte = MatteStage(self.talent_src, project.matte, MatteStore(project.mattes_dir))
+        # the talent's picture area inside black bars (x0, y0, x1, y1), when its key has a garbage matte
+        garbage = (project.matte.key or {}).get("garbage") if project.matte.source == "key" else None
+        self._picture = None
+        if garbage:
+            gx, gy, gw, gh = (int(v) for v in garbage)
+            self._picture = (gx, gy, gx + gw, gy + gh)
         name = engine or project.render.engine
         if engine_settings is None:
             engine_settings = project.render.engine_settings if name == project.render.engine else {}
@@ -241,7 +247,8 @@ class Compositor:
         if not (st.light_wrap and st.light_wrap_strength > 0 and params is not None):
             return None
         h, w = alpha.shape
-        return light_wrap_maps(alpha, self._plate_under_talent(i, light_wrap_size((w, h))), st.light_wrap_strength)
+        return light_wrap_maps(alpha, self._plate_under_talent(i, light_wrap_size((w, h))), st.light_wrap_strength,
+                               picture=self._picture)
 
     def _plate_under_talent(self, i: int, size: tuple[int, int]) -> np.ndarray:
         """The plate seen from the talent's pixels (inverse placement), at ``size`` = (w, h) of the talent."""
