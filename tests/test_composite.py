@@ -56,3 +56,30 @@ def test_plate_is_retimed_to_the_talent_rate_and_holds_its_last_frame():
     assert [plate_index_for(i, Fraction(25), Fraction(50), 100) for i in range(3)] == [0, 2, 4]
     assert plate_index_for(1000, Fraction(30), Fraction(25), 250) == 249
     assert plate_index_for(17, Fraction(30), None, None) == 0  # a still
+
+
+def test_a_body_cut_by_the_talents_frame_reaches_the_canvas_edge_and_frame_edges_are_exactly_antialiased(
+        monkeypatch):
+    """Talent fitted to the canvas height and bottom-aligned (the default placement) covers the last row in full: no
+    line of plate under a body cut by the frame. A frame edge inside the canvas takes its exact coverage, so the
+    placed alpha's area is the footprint's; the compiled kernel and the OpenCV path agree."""
+    import harmovid_engine.composite.fast as fast
+
+    th, tw = 512, 384
+    a = np.ones((th, tw), np.float32)
+    rgb = np.full((th, tw, 3), 0.5, np.float32)
+    H, W = 1080, 1920
+    s = H / th
+    x, y = (W - tw * s) / 2, H - th * s
+    pre, al = place_talent(rgb, a, x, y, s, (W, H))
+    cols = slice(int(x) + 2, int(x + tw * s) - 2)
+    assert al[-1, cols].min() == 1.0 and al[0, cols].min() == 1.0
+    assert np.abs(pre[-1, cols] - 0.5).max() < 1e-6
+    # frame edges inside the canvas: exact coverage, area preserved
+    pre, al = place_talent(rgb[:40, :30], a[:40, :30], 10.25, 5.5, 1.5, (80, 80))
+    assert abs(al.sum() - 40 * 30 * 1.5 ** 2) < 1e-3
+    assert abs(al[30, 10] - 0.75) < 1e-6 and al[30, 9] == 0 and al[30, 11] == 1.0
+    assert abs(al[5, 20] - 0.5) < 1e-6 and al[4, 20] == 0
+    monkeypatch.setattr(fast, "_kernel", lambda: None)
+    cv_pre, cv_al = place_talent(rgb[:40, :30], a[:40, :30], 10.25, 5.5, 1.5, (80, 80))
+    assert np.abs(cv_al - al).max() < 1e-5 and np.abs(cv_pre - pre).max() < 1e-5

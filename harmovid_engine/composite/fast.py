@@ -67,19 +67,17 @@ def _compile(numba):
 
     @numba.njit(sig, parallel=True, cache=True, nogil=True)
     def pad_kernel(rgb, alpha, out):  # pragma: no cover - compiled
-        # straight colour and alpha -> premultiplied RGBA with a border of zeros (``out`` is (h + 2, w + 2, 4))
+        # straight colour and alpha -> premultiplied RGBA with a one-pixel border repeating the edge pixels
+        # (``out`` is (h + 2, w + 2, 4))
         h, w = alpha.shape
-        zero = np.float32(0.0)
         for i in numba.prange(h + 2):
+            si = min(max(i - 1, 0), h - 1)
             for j in range(w + 2):
-                if i == 0 or j == 0 or i == h + 1 or j == w + 1:
-                    for ch in range(4):
-                        out[i, j, ch] = zero
-                    continue
-                a = alpha[i - 1, j - 1]
-                out[i, j, 0] = rgb[i - 1, j - 1, 0] * a
-                out[i, j, 1] = rgb[i - 1, j - 1, 1] * a
-                out[i, j, 2] = rgb[i - 1, j - 1, 2] * a
+                sj = min(max(j - 1, 0), w - 1)
+                a = alpha[si, sj]
+                out[i, j, 0] = rgb[si, sj, 0] * a
+                out[i, j, 1] = rgb[si, sj, 1] * a
+                out[i, j, 2] = rgb[si, sj, 2] * a
                 out[i, j, 3] = a
 
     sig = nt.void(c(nt.float32, 3), f64, f64, f64, f64, c(nt.float32, 2), c(nt.float32, 1), c(nt.uint8, 1),
@@ -88,11 +86,14 @@ def _compile(numba):
     @numba.njit(sig, parallel=True, cache=True, nogil=True)
     def place_kernel(src, ax, bx, ay, by, shade, dec, enc, frame, ox, oy, H, W, premult_out,
                      alpha_out):  # pragma: no cover - compiled
-        # ``src`` is premultiplied RGBA with a border of zeros. Output pixel (i, j) of an H x W window samples it
-        # bilinearly at (ax * j + bx, ay * i + by); where that is off ``src``, the talent is absent. With a
-        # non-empty ``frame`` (8-bit codes holding the plate; the window starts at (ox, oy) there; ``dec`` decodes
-        # codes to linear) it composites over the (shadowed) plate and writes code values there; else it writes
-        # the placed premultiplied colour and alpha. Both modes run the same arithmetic.
+        # ``src`` is premultiplied RGBA with a one-pixel border repeating its edge. Output pixel (i, j) of an H x W
+        # window samples it bilinearly at (ax * j + bx, ay * i + by), clamped to the talent's pixel centres, and
+        # takes the part of it the talent's frame covers (``coverage``): a body cut by the talent's frame reaches
+        # the frame's edge in full (no line of plate where that edge meets the canvas's), a frame edge inside the
+        # canvas is antialiased by its exact coverage. With a non-empty ``frame`` (8-bit codes holding the plate;
+        # the window starts at (ox, oy) there; ``dec`` decodes codes to linear) it composites over the (shadowed)
+        # plate and writes code values there; else it writes the placed premultiplied colour and alpha. Both modes
+        # run the same arithmetic.
         # Bilinear as two passes per output row: the two source rows it reads are blended once per source column
         # (vertically), then each output pixel blends two neighbouring columns of that; only the columns whose taps
         # can see the talent (alpha > 0 on either source row) are visited.
@@ -115,30 +116,42 @@ def _compile(numba):
                 if src[r, c, 3] > 0:
                     hi[r] = c + 1
                     break
-        # where each output column samples (left tap and weight; the same for every row)
+        # where each output column samples (left tap and weight, the same for every row) and how much of it the
+        # talent's frame covers; the columns it covers at all are [jc0, jc1)
         xs = np.empty(W, np.int64)
         txs = np.empty(W, np.float32)
+        # the frame's edges in output pixel-edge coordinates (sample position p <-> edge (p - b) / a + 0.5; the
+        # talent's pixels are p = 1 .. n - 2 of the bordered source, covering [0.5, n - 1.5]); see
+        # ``place.frame_coverage``
+        x_lo, x_hi = (0.5 - bx) / ax + 0.5, (w - 1.5 - bx) / ax + 0.5
+        y_lo, y_hi = (0.5 - by) / ay + 0.5, (h - 1.5 - by) / ay + 0.5
+        covx = np.empty(W, np.float32)
+        covy = np.empty(H, np.float32)
         for j in range(W):
-            sx = ax * j + bx
-            fx0 = np.floor(sx)
-            xs[j] = int(fx0)
-            txs[j] = np.float32(sx - fx0)
+            covx[j] = np.float32(min(max(min(j + 1.0, x_hi) - max(j * 1.0, x_lo), 0.0), 1.0))
+        for i in range(H):
+            covy[i] = np.float32(min(max(min(i + 1.0, y_hi) - max(i * 1.0, y_lo), 0.0), 1.0))
+        jc0, jc1 = W, 0
+        for j in range(W):
+            sx = min(max(ax * j + bx, 1.0), w - 2.0)
+            x0 = min(int(np.floor(sx)), w - 2)
+            xs[j] = x0
+            txs[j] = np.float32(sx - x0)
+            if covx[j] > 0:
+                jc0 = min(jc0, j)
+                jc1 = j + 1
         for i in numba.prange(H):
-            sy = ay * i + by
-            fy0 = np.floor(sy)
-            y0 = int(fy0)
-            ty = np.float32(sy - fy0)
-            j0, j1 = 0, 0  # output columns whose taps lie on src and can see the talent
-            if 0 <= y0 and y0 + 1 < h:
+            cy = covy[i]
+            sy = min(max(ay * i + by, 1.0), h - 2.0)
+            y0 = min(int(np.floor(sy)), h - 2)
+            ty = np.float32(sy - y0)
+            j0, j1 = 0, 0  # output columns the frame covers whose taps can see the talent
+            if cy > 0:
                 slo = min(lo[y0], lo[y0 + 1])
                 shi = max(hi[y0], hi[y0 + 1])
                 if shi > slo:
-                    j0 = np.searchsorted(xs, slo - 1)
-                    j1 = np.searchsorted(xs, shi)
-                    while j0 < j1 and xs[j0] < 0:
-                        j0 += 1
-                    while j1 > j0 and xs[j1 - 1] + 1 >= w:
-                        j1 -= 1
+                    j0 = max(jc0, np.searchsorted(xs, slo - 1))
+                    j1 = min(jc1, np.searchsorted(xs, shi))
             if not to_codes:
                 for j in range(W):
                     premult_out[i, j, 0] = zero
@@ -157,14 +170,15 @@ def _compile(numba):
                     b = (xs[j] - c0) * 4
                     tx = txs[j]
                     ux = one - tx
-                    a = ux * vrow[b + 3] + tx * vrow[b + 7]
+                    cov = cy * covx[j]
+                    a = (ux * vrow[b + 3] + tx * vrow[b + 7]) * cov
                     p0 = zero
                     p1 = zero
                     p2 = zero
                     if a > 0:
-                        p0 = ux * vrow[b] + tx * vrow[b + 4]
-                        p1 = ux * vrow[b + 1] + tx * vrow[b + 5]
-                        p2 = ux * vrow[b + 2] + tx * vrow[b + 6]
+                        p0 = (ux * vrow[b] + tx * vrow[b + 4]) * cov
+                        p1 = (ux * vrow[b + 1] + tx * vrow[b + 5]) * cov
+                        p2 = (ux * vrow[b + 2] + tx * vrow[b + 6]) * cov
                         if a > one:  # bilinear weights sum to one: trim rounding
                             a = one
                     else:

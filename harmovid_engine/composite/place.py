@@ -27,15 +27,28 @@ def place_talent(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, 
     src, (ax, bx, ay, by) = placement_source(rgb_linear, alpha, x, y, scale)
     m = np.array([[ax, 0.0, bx], [0.0, ay, by]], np.float64)
     out = cv2.warpAffine(src, m, (w_out, h_out), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+                         borderMode=cv2.BORDER_REPLICATE)
+    h, w = src.shape[:2]
+    out *= np.outer(frame_coverage(ay, by, h, h_out), frame_coverage(ax, bx, w, w_out))[..., None]
     # bilinear weights sum to one, so alpha stays in [0, 1] up to rounding: trim that
     a = np.ascontiguousarray(out[..., 3])
     cv2.threshold(a, 1.0, 1.0, cv2.THRESH_TRUNC, dst=a)
     return out[..., :3], a
 
 
+def frame_coverage(a: float, b: float, n_src: int, n_out: int) -> np.ndarray:
+    """(n_out,) how much of each output pixel (along one axis) the talent's frame covers, for the sampling
+    p = a * k + b of a bordered source of n_src samples (its pixels 1 .. n_src - 2 cover [0.5, n_src - 1.5] in
+    sample positions, and sample position p is output edge coordinate (p - b) / a + 0.5). Placement multiplies the
+    talent by it: a body cut by the talent's frame reaches that edge in full, and a frame edge inside the canvas is
+    antialiased by its exact coverage."""
+    lo, hi = (0.5 - b) / a + 0.5, (n_src - 1.5 - b) / a + 0.5
+    k = np.arange(n_out, dtype=np.float64)
+    return np.clip(np.minimum(k + 1.0, hi) - np.maximum(k, lo), 0.0, 1.0).astype(np.float32)
+
+
 def placement_source(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, scale: float, pad=None):
-    """What placement resamples and where: (premultiplied RGBA float32 with a one-pixel border of zeros,
+    """What placement resamples and where: (premultiplied RGBA float32 with a one-pixel border repeating its edge,
     (ax, bx, ay, by)). Output pixel (i, j) samples it bilinearly at (ax * j + bx, ay * i + by); off it, the talent
     is absent. ``pad``: the compiled kernel making the bordered source (else OpenCV does)."""
     h, w = alpha.shape
@@ -51,7 +64,7 @@ def placement_source(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: flo
             premult = cv2.resize(premult, (tw, th), interpolation=cv2.INTER_AREA)
             a = cv2.resize(a, (tw, th), interpolation=cv2.INTER_AREA)
             sx, sy = scale * w / tw, scale * h / th
-        src = cv2.copyMakeBorder(cv2.merge([*cv2.split(premult), a]), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        src = cv2.copyMakeBorder(cv2.merge([*cv2.split(premult), a]), 1, 1, 1, 1, cv2.BORDER_REPLICATE)
     # Pixel i covers [i, i+1): source centre u + 0.5 lands on x + sx * (u + 0.5), i.e. output index sx*u + x + sx/2 - 1/2;
     # the border shifts source indices by one.
     return src, (1.0 / sx, 1.0 - (x + 0.5 * sx - 0.5) / sx, 1.0 / sy, 1.0 - (y + 0.5 * sy - 0.5) / sy)
