@@ -179,8 +179,16 @@ def cmd_bench(args) -> int:
     from .bench.run import run_bench
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    run_bench(args.data_dir, args.out, frames=args.frames, engines=args.engines, protocols=args.protocols,
-              log=log, command="harmovid " + " ".join(sys.argv[1:]))
+
+    def terminated(*_):  # stop like Ctrl-C: the worker processes are stopped too, not left running
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        run_bench(args.data_dir, args.out, frames=args.frames, engines=args.engines, protocols=args.protocols,
+                  log=log, command="harmovid " + " ".join(sys.argv[1:]))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         print(Path(args.out) / "report.md")
     return EXIT_OK

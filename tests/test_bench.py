@@ -87,3 +87,24 @@ def test_report_lists_the_speed_and_its_stages_alone_and_inside_the_export(tmp_p
     text = (tmp_path / "report.md").read_text()
     assert "| analytic+deflicker | 1.9 | 8.5 | 4.4 |" in text
     assert "| deflicker | 10.6 | 22.0 |" in text and "| all | 18.0 | 43.5 |" in text
+
+
+def test_an_interrupted_bench_stops_its_worker_processes_at_once(monkeypatch):
+    """Ctrl-C, SIGTERM or an error while jobs run: the worker processes are stopped, not left running their jobs
+    (a killed bench used to leave two processes computing for minutes)."""
+    import time
+
+    from harmovid_engine.bench import run as br
+
+    pools = []
+    make = br._pool
+    monkeypatch.setattr(br, "_pool", lambda n: pools.append(make(n)) or pools[-1])
+    jobs = br._run_jobs(time.sleep, {"quick": (0,), "slow": (120,)}, 2)
+    assert next(jobs)[0] == "quick"
+    procs = list(pools[0]._processes.values())
+    assert procs and any(p.is_alive() for p in procs)
+    t0 = time.perf_counter()
+    jobs.close()  # what an exception in the consumer does
+    for p in procs:
+        p.join(15)
+    assert not any(p.is_alive() for p in procs) and time.perf_counter() - t0 < 15

@@ -128,10 +128,17 @@ def _run_jobs(fn, jobs: dict, workers: int):
         return
     import concurrent.futures as cf
 
-    with _pool(workers) as pool:
+    pool = _pool(workers)
+    try:
         futs = {pool.submit(fn, *args): key for key, args in jobs.items()}
         for f in cf.as_completed(futs):
             yield futs[f], f.result()
+    except BaseException:  # an error, Ctrl-C, SIGTERM: stop the workers now rather than after their jobs
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_lut(data_dir: Path, clips: list[str], frames: int, methods: list[str], which: tuple[str, ...],
