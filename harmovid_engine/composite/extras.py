@@ -1,33 +1,14 @@
 """Compositing extras: light wrap from the plate onto the talent's edges, and a soft cast/contact shadow.
 
-Both work in linear light on the canvas. The shadow is computed at quarter resolution (it is soft by nature) and
-upsampled, so it costs a few milliseconds at 1080p.
+Both work in linear light. The light wrap's maps are made here at a quarter of the talent's size and applied in the
+talent's last compiled pass (``fast.relight_finish``); the shadow is computed on a ~200 px grid (it is soft by nature)
+and upsampled, so it costs a few milliseconds at 1080p.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
-
-
-def light_wrap(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, strength: float = 0.3,
-               radius: float | None = None) -> np.ndarray:
-    """Let the plate's light spill over the talent's edges: edge pixels take on blurred plate colour.
-
-    talent: (H, W, 3) straight linear colour; alpha (H, W); plate: the plate behind the talent, (H, W, 3) or any
-    smaller size with the same aspect (it is only used blurred, at a quarter of the talent's size). Returns straight
-    colour.
-    """
-    maps = light_wrap_maps(alpha, plate, strength, radius)
-    if maps is None:
-        return talent
-    h, w = alpha.shape
-    spill, reach = (cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps)
-    reach[alpha <= WRAP_MIN_ALPHA] = 0
-    # screen-like: add light, never darken the talent by more than the plate's own colour would
-    t = np.ascontiguousarray(talent, np.float32)
-    return cv2.add(t, cv2.multiply(cv2.subtract(cv2.max(spill, t), t), cv2.merge([reach, reach, reach])))
-
 
 WRAP_MIN_ALPHA = 0.01  # the wrap reaches talent pixels above this alpha only
 
@@ -63,7 +44,7 @@ def light_wrap_maps(alpha: np.ndarray, plate: np.ndarray, strength: float = 0.3,
 
 
 def light_wrap_size(talent_size: tuple[int, int]) -> tuple[int, int]:
-    """(w, h) at which :func:`light_wrap` uses the plate, for a talent of ``talent_size`` = (w, h)."""
+    """(w, h) at which :func:`light_wrap_maps` uses the plate, for a talent of ``talent_size`` = (w, h)."""
     w, h = talent_size
     f = _light_wrap_factor(w, h)
     return max(1, w // f), max(1, h // f)

@@ -5,6 +5,8 @@
   into the output frame and leaving the plate's codes where neither the talent nor its shadow reaches. Preview and
   export call the same kernel, so they give the same codes: exactly ``from_linear(premult + plate * (1 - alpha) *
   (1 - shade))`` of the placed layers (same float32 arithmetic, same 16-bit encoding table).
+- ``finish_kernel`` is the talent's last pass in its own pixels (``relight_finish``): the relight's and the
+  deflicker's gain upsampled from its quarter-size grid and raised to alpha, then the light wrap.
 - ``i420_kernel`` converts 8-bit RGB frames to BT.709 limited-range 4:2:0 for the H.264 encoder (``rgb_to_i420``).
 
 The kernels are compiled on first use and cached on disk (the Studio loads them in the background at start-up:
@@ -87,16 +89,16 @@ def _compile(numba):
     def place_kernel(src, ax, bx, ay, by, shade, dec, enc, frame, ox, oy, H, W, premult_out,
                      alpha_out):  # pragma: no cover - compiled
         # ``src`` is premultiplied RGBA with a one-pixel border repeating its edge. Output pixel (i, j) of an H x W
-        # window samples it bilinearly at (ax * j + bx, ay * i + by), clamped to the talent's pixel centres, and
-        # takes the part of it the talent's frame covers (``coverage``): a body cut by the talent's frame reaches
-        # the frame's edge in full (no line of plate where that edge meets the canvas's), a frame edge inside the
-        # canvas is antialiased by its exact coverage. With a non-empty ``frame`` (8-bit codes holding the plate;
-        # the window starts at (ox, oy) there; ``dec`` decodes codes to linear) it composites over the (shadowed)
-        # plate and writes code values there; else it writes the placed premultiplied colour and alpha. Both modes
-        # run the same arithmetic.
+        # window samples it bilinearly at (ax * j + bx, ay * i + by), clamped to the talent's pixel centres, and takes
+        # the part of it the talent's frame covers (``covx`` x ``covy``): a body cut by the talent's frame reaches the
+        # frame's edge in full (no line of plate where that edge meets the canvas's), a frame edge inside the canvas is
+        # antialiased by its exact coverage. With a non-empty ``frame`` (8-bit codes holding the plate; the window
+        # starts at (ox, oy) there; ``dec`` decodes codes to linear) it composites over the (shadowed) plate and writes
+        # code values there; else it writes the placed premultiplied colour and alpha. Both modes run the same
+        # arithmetic.
         # Bilinear as two passes per output row: the two source rows it reads are blended once per source column
-        # (vertically), then each output pixel blends two neighbouring columns of that; only the columns whose taps
-        # can see the talent (alpha > 0 on either source row) are visited.
+        # (vertically), then each output pixel blends two neighbouring columns of that; only the columns whose taps can
+        # see the talent (alpha > 0 on either source row) are visited.
         to_codes = frame.shape[0] > 0
         h, w = src.shape[0], src.shape[1]
         has_shade = shade.shape[0] > 0
@@ -249,7 +251,8 @@ def _compile(numba):
                 if wrap and a > wrap_min:
                     qa, qb, wx = sx[j, 0], sx[j, 1], stx[j]
                     uwx = one - wx
-                    k = uwy * (uwx * reach[sa, qa] + wx * reach[sa, qb]) + wy * (uwx * reach[sb, qa] + wx * reach[sb, qb])
+                    k = uwy * (uwx * reach[sa, qa] + wx * reach[sa, qb]) + wy * (
+                        uwx * reach[sb, qa] + wx * reach[sb, qb])
                 for ch in range(3):
                     t = rgb[i, j, ch]
                     if a > 0:
