@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from harmovid_engine.composite.fast import warm_up
-    from harmovid_engine.media.ffmpeg import ffmpeg_exe
+    from harmovid_engine.bench.run import plain_transcode
     from harmovid_engine.project import create_project
     from harmovid_engine.render import Compositor, render
 
@@ -58,11 +57,7 @@ def main() -> int:
             wall = time.perf_counter() - t0
             comp.close()
             s1, c1 = cpu()
-            t0 = time.perf_counter()
-            subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(tmp / "render.mp4"),
-                            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(proj.render.crf), "-preset",
-                            proj.render.preset, str(tmp / "transcode.mp4")], check=True)
-            ff = time.perf_counter() - t0
+            ff = plain_transcode(tmp / "render.mp4", tmp / "transcode.mp4", proj.render)
             ours, theirs = s1 - s0, c1 - c0
             print(f"run {run + 1}: render {wall:.2f} s (ours {ours:.2f} + ffmpeg {theirs:.2f} CPU-s, "
                   f"{(ours + theirs) / wall:.2f} cores busy); transcode {ff:.2f} s; ratio {wall / ff:.2f}")

@@ -305,9 +305,20 @@ def _clip_len(data_dir, name) -> int:
 
 
 # -- speed ---------------------------------------------------------------------------------------------------------
+def plain_transcode(src: Path, dst: Path, render_settings) -> float:
+    """Seconds a plain ffmpeg transcode of ``src`` to H.264 takes with the render's encoder settings (crf, preset):
+    the speed protocol's reference."""
+    from ..media.ffmpeg import ffmpeg_exe
+
+    t0 = time.perf_counter()
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-crf", str(render_settings.crf), "-preset", render_settings.preset,
+                    str(dst)], check=True)
+    return time.perf_counter() - t0
+
+
 def run_speed(data_dir: Path, clips: list[str], plates: list[Path], engines: list[str], log) -> dict:
     """export_ratio at 1920x1080 (talent upscaled onto a 1080p plate, 120 frames) and per-stage ms per frame."""
-    from ..media.ffmpeg import ffmpeg_exe
     from ..project import create_project
     from ..render import Compositor, render
 
@@ -332,11 +343,7 @@ def run_speed(data_dir: Path, clips: list[str], plates: list[Path], engines: lis
             for _ in render(proj, tmp / "render.mp4", fmt="h264", end=n - 1, compositor=comp):
                 pass
             t_render = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(tmp / "render.mp4"),
-                            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(proj.render.crf), "-preset",
-                            proj.render.preset, str(tmp / "transcode.mp4")], check=True)
-            t_ffmpeg = time.perf_counter() - t0
+            t_ffmpeg = plain_transcode(tmp / "render.mp4", tmp / "transcode.mp4", proj.render)
             stages = {k: 1000 * v / n for k, v in sorted(comp.timings.items())}
             comp.close()
             # the same stages alone: one thread, no encoder beside (inside the export the stages of two threads

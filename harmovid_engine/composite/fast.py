@@ -82,11 +82,12 @@ def _compile(numba):
                 out[i, j, 2] = rgb[si, sj, 2] * a
                 out[i, j, 3] = a
 
-    sig = nt.void(c(nt.float32, 3), f64, f64, f64, f64, c(nt.float32, 2), c(nt.float32, 1), c(nt.uint8, 1),
+    sig = nt.void(c(nt.float32, 3), f64, f64, f64, f64, c(nt.float32, 1), c(nt.float32, 1), c(nt.float32, 2),
+                  c(nt.float32, 1), c(nt.uint8, 1),
                   c(nt.uint8, 3, False), i64, i64, i64, i64, c(nt.float32, 3, False), c(nt.float32, 2, False))
 
     @numba.njit(sig, parallel=True, cache=True, nogil=True)
-    def place_kernel(src, ax, bx, ay, by, shade, dec, enc, frame, ox, oy, H, W, premult_out,
+    def place_kernel(src, ax, bx, ay, by, covx, covy, shade, dec, enc, frame, ox, oy, H, W, premult_out,
                      alpha_out):  # pragma: no cover - compiled
         # ``src`` is premultiplied RGBA with a one-pixel border repeating its edge. Output pixel (i, j) of an H x W
         # window samples it bilinearly at (ax * j + bx, ay * i + by), clamped to the talent's pixel centres, and takes
@@ -118,21 +119,10 @@ def _compile(numba):
                 if src[r, c, 3] > 0:
                     hi[r] = c + 1
                     break
-        # where each output column samples (left tap and weight, the same for every row) and how much of it the
-        # talent's frame covers; the columns it covers at all are [jc0, jc1)
+        # where each output column samples (left tap and weight, the same for every row); the columns the talent's
+        # frame covers at all (``covx``, ``covy``: ``place.frame_coverage`` per column and row) are [jc0, jc1)
         xs = np.empty(W, np.int64)
         txs = np.empty(W, np.float32)
-        # the frame's edges in output pixel-edge coordinates (sample position p <-> edge (p - b) / a + 0.5; the
-        # talent's pixels are p = 1 .. n - 2 of the bordered source, covering [0.5, n - 1.5]); see
-        # ``place.frame_coverage``
-        x_lo, x_hi = (0.5 - bx) / ax + 0.5, (w - 1.5 - bx) / ax + 0.5
-        y_lo, y_hi = (0.5 - by) / ay + 0.5, (h - 1.5 - by) / ay + 0.5
-        covx = np.empty(W, np.float32)
-        covy = np.empty(H, np.float32)
-        for j in range(W):
-            covx[j] = np.float32(min(max(min(j + 1.0, x_hi) - max(j * 1.0, x_lo), 0.0), 1.0))
-        for i in range(H):
-            covy[i] = np.float32(min(max(min(i + 1.0, y_hi) - max(i * 1.0, y_lo), 0.0), 1.0))
         jc0, jc1 = W, 0
         for j in range(W):
             sx = min(max(ax * j + bx, 1.0), w - 2.0)
@@ -319,14 +309,18 @@ _NONE3 = np.zeros((0, 0, 3), np.float32)
 _NO_CODES = np.zeros((0, 0, 3), np.uint8)
 
 
-def _source(k, rgb, alpha, x, y, scale):
-    from .place import placement_source
+def _source(k, rgb, alpha, x, y, scale, size):
+    """The place kernel's first arguments for an output window of ``size`` = (w, h): the bordered source, its
+    sampling (ax, bx, ay, by) and the frame's coverage per output column and row."""
+    from .place import frame_coverage, placement_source
 
     def pad(rgb32, alpha32, out):
         k.pad(_readonly(rgb32), _readonly(alpha32), out)
 
-    src, m = placement_source(rgb, alpha, x, y, scale, pad)
-    return (_readonly(src), *(float(v) for v in m))
+    src, (ax, bx, ay, by) = placement_source(rgb, alpha, x, y, scale, pad)
+    h, w = src.shape[:2]
+    return (_readonly(src), float(ax), float(bx), float(ay), float(by),
+            _readonly(frame_coverage(ax, bx, w, size[0])), _readonly(frame_coverage(ay, by, h, size[1])))
 
 
 def place_premultiplied(rgb: np.ndarray, alpha: np.ndarray, x: float, y: float, scale: float,
@@ -339,7 +333,8 @@ def place_premultiplied(rgb: np.ndarray, alpha: np.ndarray, x: float, y: float, 
     w_out, h_out = canvas
     premult = np.empty((h_out, w_out, 3), np.float32)
     a_out = np.empty((h_out, w_out), np.float32)
-    k.place(*_source(k, rgb, alpha, x, y, scale), _NONE2, _NONE1, _ENCODE_16_TO_8, _NO_CODES, 0, 0, h_out, w_out,
+    k.place(*_source(k, rgb, alpha, x, y, scale, canvas), _NONE2, _NONE1, _ENCODE_16_TO_8, _NO_CODES, 0, 0, h_out,
+            w_out,
             premult, a_out)
     return premult, a_out
 
@@ -367,8 +362,8 @@ def place_over_codes(rgb: np.ndarray, alpha: np.ndarray, x: float, y: float, sca
     if not frame.flags.c_contiguous or frame.dtype != np.uint8:
         raise ValueError("the frame must be C-contiguous uint8 codes")
     shade = _NONE2 if shade is None else _readonly(np.ascontiguousarray(shade, np.float32))
-    k.place(*_source(k, rgb, alpha, x, y, scale), shade, _DECODE_8, _ENCODE_16_TO_8, frame, x0, y0, y1 - y0,
-            x1 - x0, _NONE3, _NONE2)
+    k.place(*_source(k, rgb, alpha, x, y, scale, (x1 - x0, y1 - y0)), shade, _DECODE_8, _ENCODE_16_TO_8, frame,
+            x0, y0, y1 - y0, x1 - x0, _NONE3, _NONE2)
     return frame
 
 

@@ -49,8 +49,9 @@ def frame_coverage(a: float, b: float, n_src: int, n_out: int) -> np.ndarray:
 
 def placement_source(rgb_linear: np.ndarray, alpha: np.ndarray, x: float, y: float, scale: float, pad=None):
     """What placement resamples and where: (premultiplied RGBA float32 with a one-pixel border repeating its edge,
-    (ax, bx, ay, by)). Output pixel (i, j) samples it bilinearly at (ax * j + bx, ay * i + by); off it, the talent
-    is absent. ``pad``: the compiled kernel making the bordered source (else OpenCV does)."""
+    (ax, bx, ay, by)). Output pixel (i, j) samples it bilinearly at (ax * j + bx, ay * i + by), and takes the part
+    of it the talent's frame covers (:func:`frame_coverage`). ``pad``: the compiled kernel making the bordered
+    source (else OpenCV does)."""
     h, w = alpha.shape
     sx = sy = scale
     if scale >= 0.5 and pad is not None:

@@ -204,11 +204,19 @@ def edge_ops(alpha: np.ndarray, choke: float, feather: float) -> np.ndarray:
     return np.clip(alpha, 0.0, 1.0).astype(np.float32)
 
 
-def apply_garbage(alpha: np.ndarray, rect) -> np.ndarray:
+def garbage_box(rect, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """A garbage rect [x, y, w, h] as the box (x0, y0, x1, y1) it keeps of an image of ``size`` = (w, h), clipped
+    to the image; None when that is empty."""
     x, y, w, h = (int(v) for v in rect)
-    keep = np.zeros_like(alpha)
-    H, W = alpha.shape
+    W, H = size
     x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
-    if x1 > x0 and y1 > y0:
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def apply_garbage(alpha: np.ndarray, rect) -> np.ndarray:
+    keep = np.zeros_like(alpha)
+    box = garbage_box(rect, alpha.shape[::-1])
+    if box is not None:
+        x0, y0, x1, y1 = box
         keep[y0:y1, x0:x1] = alpha[y0:y1, x0:x1]
     return keep

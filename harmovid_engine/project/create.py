@@ -20,7 +20,7 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
     it has one, else the talent is opaque (a matte can be made later). Nothing is left behind on failure.
     """
     from ..matte import ChromaKeySettings, MatteStore, detect_black_bars, read_matte_frames
-    from ..matte.chroma import ChromaKeyer
+    from ..matte.chroma import ChromaKeyer, garbage_box
     from ..matte.provider import codes_to_unit
 
     folder = Path(folder).absolute()
@@ -62,9 +62,9 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
             ks.garbage = detect_black_bars(samples)
             ChromaKeyer(ks, samples[0])  # picks and stores the key colour; raises if there is no screen
             if ks.garbage:  # fit the picture, not its black bars
-                gx, gy, gw, gh = ks.garbage
-                proj.placement = Placement.default((talent_info.width, talent_info.height),
-                                                   (plate_info.width, plate_info.height), (gx, gy, gx + gw, gy + gh))
+                size = (talent_info.width, talent_info.height)
+                proj.placement = Placement.default(size, (plate_info.width, plate_info.height),
+                                                   garbage_box(ks.garbage, size))
             proj.matte.source = "key"
             proj.matte.key = ks.to_dict()
         elif talent_info.has_alpha:

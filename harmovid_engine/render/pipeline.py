@@ -27,6 +27,7 @@ from ..deflicker.analytic import ZERO, correction_field
 from ..engines import create_engine
 from ..errors import HarmoVidError
 from ..matte import MatteStage, MatteStore
+from ..matte.chroma import garbage_box
 from ..media import open_source
 from ..perf import tune_allocator
 from ..project import Project
@@ -98,10 +99,7 @@ class Compositor:
         self.matte = MatteStage(self.talent_src, project.matte, MatteStore(project.mattes_dir))
         # the talent's picture area inside black bars (x0, y0, x1, y1), when its key has a garbage matte
         garbage = (project.matte.key or {}).get("garbage") if project.matte.source == "key" else None
-        self._picture = None
-        if garbage:
-            gx, gy, gw, gh = (int(v) for v in garbage)
-            self._picture = (gx, gy, gx + gw, gy + gh)
+        self._picture = garbage_box(garbage, self.talent_src.size) if garbage else None
         name = engine or project.render.engine
         if engine_settings is None:
             engine_settings = project.render.engine_settings if name == project.render.engine else {}
