@@ -33,7 +33,7 @@ FIELDS = [
     ("Deflicker", [
         ("render.deflicker", "Deflicker", "bool", None),
         ("render.deflicker_method", "Method", ["analytic", "learned"], None),
-        ("render.deflicker_radius", "Window (frames each side)", "int", (1, 30, 1)),
+        ("render.deflicker_radius", "Window (frames each side)", "int", (1, 48, 1)),
     ]),
     ("Matte edge", [
         ("matte.choke", "Choke (px)", "float", (-20.0, 20.0, 0.5)),

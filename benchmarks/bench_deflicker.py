@@ -59,7 +59,7 @@ def main() -> int:
     per_frame = [eng.harmonize(t, a, plate, i) for i, (t, a) in enumerate(zip(talents, alphas))]
     n = len(per_frame)
     res = {}
-    for name, stage in [("analytic", AnalyticDeflicker(8)), ("analytic + learned", LearnedDeflicker(args.model))]:
+    for name, stage in [("analytic", AnalyticDeflicker()), ("analytic + learned", LearnedDeflicker(args.model))]:
         stage.run_sequence(per_frame[:12], talents[:12], alphas[:12])  # warm-up (torch kernels, caches)
         t0 = time.perf_counter()
         stage.run_sequence(per_frame, talents, alphas)

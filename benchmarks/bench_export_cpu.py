@@ -58,9 +58,9 @@ def main() -> int:
             comp.close()
             s1, c1 = cpu()
             ff = plain_transcode(tmp / "render.mp4", tmp / "transcode.mp4", proj.render)
-            ours, theirs = s1 - s0, c1 - c0
+            ours, theirs, ref = s1 - s0, c1 - c0, cpu()[1] - c1
             print(f"run {run + 1}: render {wall:.2f} s (ours {ours:.2f} + ffmpeg {theirs:.2f} CPU-s, "
-                  f"{(ours + theirs) / wall:.2f} cores busy); transcode {ff:.2f} s; ratio {wall / ff:.2f}")
+                  f"{(ours + theirs) / wall:.2f} cores busy); transcode {ff:.2f} s ({ref:.2f} CPU-s); ratio {wall / ff:.2f}")
     return 0
 
 

@@ -90,7 +90,26 @@ def test_newer_schema_is_refused_and_left_untouched(project):
     assert before == after
 
 
-@pytest.mark.parametrize("payload", ['{"schema": 1, "talent": ', "[1, 2, 3]", '{"schema": 1}', ""])
+def test_schema_1_deflicker_window_reads_as_the_same_local_window(project):
+    """Schema 1 used ``deflicker_radius`` for the deflicker's global and local terms; schema 2 uses it for the global
+    window and half of it for the local terms. An old project keeps its local window (r -> 2r); the file is not
+    rewritten until the user saves, then as schema 2."""
+    data = json.loads(project.file.read_text())
+    data["schema"] = 1
+    data["render"]["deflicker_radius"] = 5
+    project.file.write_text(json.dumps(data))
+    before = project.file.read_bytes()
+    proj = Project.open(project.folder)
+    assert proj.render.deflicker_radius == 10
+    assert project.file.read_bytes() == before
+    proj.save()
+    again = json.loads(project.file.read_text())
+    assert again["schema"] == 2 and again["render"]["deflicker_radius"] == 10
+    assert Project.open(project.folder).render.deflicker_radius == 10  # read back as schema 2: not doubled again
+
+
+@pytest.mark.parametrize("payload", ['{"schema": 1, "talent": ', "[1, 2, 3]", '{"schema": 1}', "",
+                                     '{"schema": 2, "talent": {"path": "a"}, "plate": {"path": "b"}, "render": 7}'])
 def test_corrupt_project_files_are_refused_untouched(project, payload):
     project.file.write_text(payload)
     with pytest.raises(ProjectError):

@@ -113,7 +113,7 @@ def _track(frames, alphas):
 @pytest.mark.parametrize("move", [0.0, 0.7])
 def test_deflicker_removes_jitter_and_follows_motion(move):
     outs, ins, alphas = _jittered_sequence(move=move)
-    fixed = AnalyticDeflicker(radius=8).run_sequence(outs, ins, alphas)
+    fixed = AnalyticDeflicker().run_sequence(outs, ins, alphas)
     before = np.abs(np.diff(_track(outs, alphas))).mean()
     after = np.abs(np.diff(_track(fixed, alphas))).mean()
     assert after < 0.2 * before
@@ -121,10 +121,17 @@ def test_deflicker_removes_jitter_and_follows_motion(move):
 
 def test_deflicker_keeps_a_slow_real_lighting_change():
     outs, ins, alphas = _jittered_sequence(jitter=0.0, trend=0.3)  # no clipping: a pure lighting change
-    fixed = AnalyticDeflicker(radius=8).run_sequence(outs, ins, alphas)
+    fixed = AnalyticDeflicker().run_sequence(outs, ins, alphas)
     t_in, t_out = _track(outs, alphas), _track(fixed, alphas)
-    # the middle of the clip keeps the ramp (the window is symmetric there)
-    assert abs((t_out[20] - t_out[10]) - (t_in[20] - t_in[10])) < 0.015
+
+    def kept(a, b):
+        return (t_out[b] - t_out[a]) / (t_in[b] - t_in[a])
+
+    # the middle of the clip keeps the ramp; near the ends, where the window is cut on one side, the line fit keeps
+    # most of it (a weighted mean over the cut window pulled the level toward the window's far side: ~0.7 there with
+    # a window of 8 frames, ~0.4 with 16)
+    assert kept(10, 20) > 0.95
+    assert kept(0, 5) > 0.75 and kept(24, 29) > 0.75
 
 
 def test_deflicker_removes_a_jittering_light_tilt():
@@ -146,7 +153,7 @@ def test_deflicker_removes_a_jittering_light_tilt():
         return np.array([np.log(f[left][a[left] > 0.9] @ LUMA_709).mean() -
                          np.log(f[right][a[right] > 0.9] @ LUMA_709).mean() for f, a in zip(frames, alphas)])
 
-    fixed = AnalyticDeflicker(radius=8).run_sequence(outs, ins, alphas)
+    fixed = AnalyticDeflicker().run_sequence(outs, ins, alphas)
     before = np.abs(np.diff(tilt_track(outs))).mean()
     after = np.abs(np.diff(tilt_track(fixed))).mean()
     assert after < 0.25 * before

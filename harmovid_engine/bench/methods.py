@@ -11,6 +11,7 @@ import numpy as np
 
 from ..colour import from_linear, srgb_to_linear
 from ..deflicker import AnalyticDeflicker
+from ..deflicker.analytic import RADIUS
 from ..engines import create_engine
 
 
@@ -29,7 +30,7 @@ def reinhard(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> np.nda
 
 
 def run_method(name: str, talents, alphas, plates, fps: float, engine_settings: dict | None = None,
-               deflicker_radius: int = 8):
+               deflicker_radius: int = RADIUS):
     """Harmonized talent frames (list of (H, W, 3) float32 linear) for a method name."""
     if name == "composite":
         return list(talents)

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelError
-from .analytic import AnalyticDeflicker, Sample, _norm_grey, apply_log_gain, sequence_samples
+from .analytic import RADIUS, AnalyticDeflicker, Sample, _norm_grey, apply_log_gain, sequence_samples
 
 FORMAT = "harmovid-learned-deflicker"
 VERSION = 1
@@ -215,7 +215,7 @@ class LearnedDeflicker:
     """Same role as ``AnalyticDeflicker``: a temporal stage correcting harmonized talent frames. It runs the analytic
     deflicker (radius ``base_radius``) first and refines its output, so its own radius is the sum of both."""
 
-    def __init__(self, checkpoint=None, strength: float = 1.0, base_radius: int = 8):
+    def __init__(self, checkpoint=None, strength: float = 1.0, base_radius: int = RADIUS):
         torch = _torch()
         self.torch = torch
         self.net, self.cfg, _ = load_checkpoint(checkpoint or model_path())

@@ -101,10 +101,10 @@ def analytic_harmonizer():
     return lambda talent, alpha, plate: eng.harmonize(talent, alpha, plate, 0)
 
 
-def analytic_deflicker(radius: int = 8):
+def analytic_deflicker(radius: int | None = None):
     from ..deflicker import AnalyticDeflicker
 
-    d = AnalyticDeflicker(radius)
+    d = AnalyticDeflicker() if radius is None else AnalyticDeflicker(radius)
     return lambda outs, talents, alphas, plates: d.run_sequence(outs, talents, alphas, plates)
 
 

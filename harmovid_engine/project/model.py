@@ -19,7 +19,9 @@ from pathlib import Path
 
 from ..errors import ProjectError
 
-SCHEMA_VERSION = 1
+# 2: ``render.deflicker_radius`` is the deflicker's global window (its local terms use half); schema 1 used it for
+# both, so a schema-1 radius r reads as 2r (the same local window, the longer global one of today's default).
+SCHEMA_VERSION = 2
 PROJECT_FILE = "project.json"
 AUTOSAVE_FILE = "project.autosave.json"
 
@@ -94,7 +96,7 @@ class RenderSettings:
     preset: str = "medium"
     png_bit_depth: int = 8
     deflicker: bool = True
-    deflicker_radius: int = 8  # frames each side
+    deflicker_radius: int = 16  # frames each side of the global window (the local terms use half)
     deflicker_method: str = "analytic"  # "analytic" | "learned" (the analytic stage refined by the learned model)
     shadow: bool = True
     shadow_opacity: float = 0.35
@@ -209,6 +211,10 @@ class Project:
         if version > SCHEMA_VERSION:
             raise ProjectError(f"this project was saved by a newer HarmoVid (project schema {version}, this version "
                                f"reads up to {SCHEMA_VERSION}); update HarmoVid to open it. Nothing was changed.")
+        render = d.get("render", {})
+        if version < 2 and isinstance(render, dict) and isinstance(render.get("deflicker_radius"), int):
+            render = dict(render)
+            render["deflicker_radius"] *= 2
         try:
             proj = cls(
                 folder,
@@ -216,12 +222,12 @@ class Project:
                 plate=MediaRef(**d["plate"]),
                 matte=_known(MatteSettings, d.get("matte", {})),
                 placement=Placement([PlacementKey(**k) for k in d.get("placement", [])]),
-                render=_known(RenderSettings, d.get("render", {})),
+                render=_known(RenderSettings, render),
                 in_point=d.get("in_point"),
                 out_point=d.get("out_point"),
                 name=d.get("name", ""),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ProjectError(f"'{source}' is damaged or incomplete ({type(exc).__name__}: {exc})") from None
         proj.created = d.get("created", proj.created)
         return proj
