@@ -90,6 +90,9 @@ def _apply_render_flags(settings, args) -> None:
             setattr(settings, k, float(v) if numeric else v)
         else:
             settings.engine_settings[k] = v
+    bad = settings.problems()
+    if bad:
+        raise HarmoVidError("; ".join(bad))
 
 
 def cmd_render(args) -> int:

@@ -124,6 +124,16 @@ def test_render_settings_and_engine_flags_are_saved_and_checked(tmp_path, data_d
     assert "no setting(s) colr" in bad.stderr
     bad = run_cli("render", proj, "-o", tmp_path / "x.mp4", "--set", "shadow_opacity=dark", check_rc=2)
     assert "expected a float" in bad.stderr
+    for setting, message in (("deflicker_radius=1000", "deflicker_radius must be between 1 and 48"),
+                             ("deflicker_radius=0", "deflicker_radius must be between 1 and 48"),
+                             ("shadow_opacity=7", "shadow_opacity must be between 0.0 and 1.0"),
+                             ("crf=99", "crf must be between 0 and 51"),
+                             ("preset=turbo", "preset must be one of")):
+        bad = run_cli("render", proj, "-o", tmp_path / "x.mp4", "--set", setting, check_rc=2)
+        assert message in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("new", tmp_path / "q", "--fg", data_dir / "clips/d0.mp4", "--plate", data_dir / "plates/plate_11.jpg",
+                  "--set", "deflicker_radius=-3", check_rc=2)
+    assert "deflicker_radius must be between" in bad.stderr and not (tmp_path / "q").exists()
     run_cli("render", proj, "-o", tmp_path / "none.mp4", "--engine", "none", "--end", "2", "-q", check_rc=0)
     assert probe(tmp_path / "none.mp4").frame_count == 3
     assert not (tmp_path / "x.mp4").exists()

@@ -106,6 +106,28 @@ def test_schema_1_deflicker_window_reads_as_the_same_local_window(project):
     again = json.loads(project.file.read_text())
     assert again["schema"] == 2 and again["render"]["deflicker_radius"] == 10
     assert Project.open(project.folder).render.deflicker_radius == 10  # read back as schema 2: not doubled again
+    data["render"]["deflicker_radius"] = 30  # the old maximum opens at the new one
+    project.file.write_text(json.dumps(data))
+    assert Project.open(project.folder).render.deflicker_radius == 48
+
+
+def test_out_of_range_render_settings_in_a_file_are_refused_untouched(project):
+    data = json.loads(project.file.read_text())
+    data["render"]["deflicker_radius"] = 5000  # a render would keep ~5000 talent frames in memory
+    project.file.write_text(json.dumps(data))
+    before = project.file.read_bytes()
+    with pytest.raises(ProjectError, match="deflicker_radius must be between 1 and 48"):
+        Project.open(project.folder)
+    assert project.file.read_bytes() == before
+
+
+def test_inspector_offers_the_ranges_the_project_accepts():
+    from app.inspector import FIELDS
+
+    offered = {key.split(".", 1)[1]: rng[:2] for _, fields in FIELDS for key, _, kind, rng in fields
+               if key.startswith("render.") and kind in ("int", "float")}
+    assert offered == {k: v for k, v in project_model.RENDER_LIMITS.items() if k in offered}
+    assert set(offered) == set(project_model.RENDER_LIMITS) - {"crf"}  # crf: set with --set or in the file
 
 
 @pytest.mark.parametrize("payload", ['{"schema": 1, "talent": ', "[1, 2, 3]", '{"schema": 1}', "",

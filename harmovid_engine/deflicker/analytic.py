@@ -99,6 +99,13 @@ def _log_out(s: "Sample") -> np.ndarray:
     return s.log_out
 
 
+def _grey(s: "Sample") -> np.ndarray:
+    """The sample's brightness-normalised grey for flow, made once per sample (each serves two pairs)."""
+    if s.grey is None:
+        s.grey = _norm_grey(s.inp, s.alpha > 0.5)
+    return s.grey
+
+
 def _unclipped(s: "Sample") -> np.ndarray:
     """Pixels whose channels are all inside the trustworthy range (not clipped, not black)."""
     c = cv2.split(np.ascontiguousarray(s.out))
@@ -116,6 +123,7 @@ class Sample:
     alpha: np.ndarray  # (h, w)
     plate: np.ndarray | None  # (32, 32, 3) the plate around the talent, or None for a still plate
     log_out: np.ndarray | None = None  # log(out), made when first needed
+    grey: np.ndarray | None = None  # normalised grey of inp for flow, made when first needed
 
 
 def sample_size(roi) -> tuple[int, int]:
@@ -201,7 +209,7 @@ class AnalyticDeflicker:
         plate_d = self._plate_delta(prev.plate, cur.plate)
         if (ac > 0.5).sum() < 30 or (ap > 0.5).sum() < 30:
             return PairDelta(ZERO.glob, ZERO.local, plate_d, 0.0)
-        gp, gc = _norm_grey(prev.inp, ap > 0.5), _norm_grey(cur.inp, ac > 0.5)
+        gp, gc = _grey(prev), _grey(cur)
         flow = self._dis.calc(gc, gp, None)  # for each pixel of cur, where it was in prev
         gx, gy = _grid(w, h)
         mx, my = cv2.add(gx, flow[..., 0]), cv2.add(gy, flow[..., 1])

@@ -105,6 +105,35 @@ class RenderSettings:
     light_wrap_strength: float = 0.3
     engine_settings: dict = field(default_factory=dict)
 
+    def problems(self) -> list[str]:
+        """What is out of range (empty when all is well): checked on ``--set``, ``harmovid new`` and opening."""
+        out = []
+        for k, (lo, hi) in RENDER_LIMITS.items():
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                out.append(f"{k} must be between {lo} and {hi}, not {v!r}")
+        for k, allowed in RENDER_CHOICES.items():
+            if getattr(self, k) not in allowed:
+                out.append(f"{k} must be one of {', '.join(map(str, allowed))}, not {getattr(self, k)!r}")
+        return out
+
+
+# Ranges of the numeric render settings (the Inspector offers the same) and the allowed values of the others.
+RENDER_LIMITS = {
+    "crf": (0, 51),
+    "deflicker_radius": (1, 48),  # frames each side; a render keeps ~radius frames of talent in memory
+    "shadow_opacity": (0.0, 1.0),
+    "shadow_softness": (0.0, 0.3),
+    "light_wrap_strength": (0.0, 1.0),
+}
+RENDER_CHOICES = {
+    "layer": ("composite", "talent"),
+    "format": ("h264", "prores4444", "png"),
+    "preset": ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"),
+    "png_bit_depth": (8, 16),
+    "deflicker_method": ("analytic", "learned"),
+}
+
 
 @dataclass
 class MediaRef:
@@ -214,7 +243,8 @@ class Project:
         render = d.get("render", {})
         if version < 2 and isinstance(render, dict) and isinstance(render.get("deflicker_radius"), int):
             render = dict(render)
-            render["deflicker_radius"] *= 2
+            # (the old Inspector went up to 30: 60 would be refused below, so it is held at the new maximum)
+            render["deflicker_radius"] = min(2 * render["deflicker_radius"], RENDER_LIMITS["deflicker_radius"][1])
         try:
             proj = cls(
                 folder,
@@ -229,6 +259,10 @@ class Project:
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ProjectError(f"'{source}' is damaged or incomplete ({type(exc).__name__}: {exc})") from None
+        bad = proj.render.problems()
+        if bad:
+            raise ProjectError(f"'{source}' has render settings out of range ({'; '.join(bad)}); correct them in the "
+                               "file. Nothing was changed.")
         proj.created = d.get("created", proj.created)
         return proj
 
