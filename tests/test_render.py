@@ -173,3 +173,30 @@ def test_export_reads_each_talent_frame_once_when_few_fit_in_memory(keyed_projec
     for _ in render(keyed_project, tmp_path / "o.mp4", fmt="h264"):
         pass
     assert sorted(reads) == list(range(12))
+
+
+def test_first_window_analysed_on_two_threads_gives_the_same_frames(keyed_project, tmp_path, monkeypatch):
+    """The first frame of an export analyses its whole deflicker window on two threads. The frames equal those
+    computed in order, in a compositor and in an export."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    plate = tmp_path / "still.png"
+    cv2.imwrite(str(plate), np.full((120, 160, 3), (40, 90, 160), np.uint8))
+    proj = create_project(tmp_path / "still_proj", keyed_project.talent_path, plate, key="green")
+    proj.render.deflicker_radius = 8
+    warmed = Compositor(proj)
+    with ThreadPoolExecutor(1) as pool:
+        warmed.warm_window(5, pool)
+    assert all(k in warmed._samples for k in range(12)) and all(k in warmed._deltas for k in range(1, 12))
+    assert np.array_equal(warmed.layers(5).composite, Compositor(proj).layers(5).composite)
+
+    threaded, ordered = tmp_path / "threaded", tmp_path / "ordered"
+    list(render(proj, threaded, fmt="png"))
+    monkeypatch.setattr(Compositor, "can_prefetch", property(lambda self: False))
+    list(render(proj, ordered, fmt="png"))
+    a, b = open_source(threaded), open_source(ordered)
+    assert len(a) == len(b) == 12
+    for k in range(len(a)):
+        assert np.array_equal(a.read(k), b.read(k)), k

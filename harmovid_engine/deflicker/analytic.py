@@ -23,6 +23,7 @@ on the two frames, so chunked renders equal one long render.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -195,8 +196,14 @@ class AnalyticDeflicker:
         self.local_radius = max(1, self.radius // 2)  # the local terms' window
         self.local_sigma = max(self.local_radius / 2.0, 0.5)
         self.strength = float(strength)
-        # MEDIUM at 160 px aligns better than FAST at 256 px (less flicker left) and costs less in all
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._flow = threading.local()  # one optical flow object per thread (pairs are measured on two at a time)
+
+    def _dis(self):
+        dis = getattr(self._flow, "dis", None)
+        if dis is None:
+            # MEDIUM at 160 px aligns better than FAST at 256 px (less flicker left) and costs less in all
+            dis = self._flow.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        return dis
 
     # -- measurement --------------------------------------------------------------------------------------------
     def pair_delta(self, prev: Sample, cur: Sample) -> PairDelta:
@@ -210,7 +217,7 @@ class AnalyticDeflicker:
         if (ac > 0.5).sum() < 30 or (ap > 0.5).sum() < 30:
             return PairDelta(ZERO.glob, ZERO.local, plate_d, 0.0)
         gp, gc = _grey(prev), _grey(cur)
-        flow = self._dis.calc(gc, gp, None)  # for each pixel of cur, where it was in prev
+        flow = self._dis().calc(gc, gp, None)  # for each pixel of cur, where it was in prev
         gx, gy = _grid(w, h)
         mx, my = cv2.add(gx, flow[..., 0]), cv2.add(gy, flow[..., 1])
         lp, lc = _log_out(prev), _log_out(cur)

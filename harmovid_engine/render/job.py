@@ -122,7 +122,8 @@ class _Prefetcher:
         if self.pool is None:
             return
         fut = self.pending.pop(i, None)
-        if fut is None:
+        if fut is None:  # the first frame: its whole window, on both threads
+            self.comp.warm_window(i, self.pool)
             self.comp.prefetch(i)
         else:
             fut.result()  # its errors are raised here, on the exporting thread
