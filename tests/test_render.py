@@ -128,6 +128,18 @@ def test_exports_run_the_compiled_kernels_on_their_own_thread_only():
     assert numba.get_num_threads() == before
 
 
+def _assert_threaded_export_equals_ordered(project, tmp_path, monkeypatch):
+    """A PNG export (analysis on a worker thread too) equals one computing everything in order on one thread."""
+    threaded, ordered = tmp_path / "threaded", tmp_path / "ordered"
+    list(render(project, threaded, fmt="png"))
+    monkeypatch.setattr(Compositor, "can_prefetch", property(lambda self: False))
+    list(render(project, ordered, fmt="png"))
+    a, b = open_source(threaded), open_source(ordered)
+    assert len(a) == len(b) == 12
+    for k in range(len(a)):
+        assert np.array_equal(a.read(k), b.read(k)), k
+
+
 def test_export_prefetching_on_a_worker_thread_gives_the_same_frames(keyed_project, tmp_path, monkeypatch):
     """Exports prepare frame i + 1's analysis on a worker while frame i is composited: the frames equal those of a
     render that computes everything in order, and an error in the worker reaches the exporting thread (nothing
@@ -135,14 +147,7 @@ def test_export_prefetching_on_a_worker_thread_gives_the_same_frames(keyed_proje
     from harmovid_engine.errors import MediaError
 
     keyed_project.render.deflicker = True
-    threaded, ordered = tmp_path / "threaded", tmp_path / "ordered"
-    list(render(keyed_project, threaded, fmt="png"))
-    monkeypatch.setattr(Compositor, "can_prefetch", property(lambda self: False))
-    list(render(keyed_project, ordered, fmt="png"))
-    a, b = open_source(threaded), open_source(ordered)
-    assert len(a) == len(b) == 12
-    for k in range(len(a)):
-        assert np.array_equal(a.read(k), b.read(k)), k
+    _assert_threaded_export_equals_ordered(keyed_project, tmp_path, monkeypatch)
     monkeypatch.undo()
 
     def broken(self, i):
@@ -191,12 +196,4 @@ def test_first_window_analysed_on_two_threads_gives_the_same_frames(keyed_projec
         warmed.warm_window(5, pool)
     assert all(k in warmed._samples for k in range(12)) and all(k in warmed._deltas for k in range(1, 12))
     assert np.array_equal(warmed.layers(5).composite, Compositor(proj).layers(5).composite)
-
-    threaded, ordered = tmp_path / "threaded", tmp_path / "ordered"
-    list(render(proj, threaded, fmt="png"))
-    monkeypatch.setattr(Compositor, "can_prefetch", property(lambda self: False))
-    list(render(proj, ordered, fmt="png"))
-    a, b = open_source(threaded), open_source(ordered)
-    assert len(a) == len(b) == 12
-    for k in range(len(a)):
-        assert np.array_equal(a.read(k), b.read(k)), k
+    _assert_threaded_export_equals_ordered(proj, tmp_path, monkeypatch)
