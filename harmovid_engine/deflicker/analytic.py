@@ -265,7 +265,7 @@ class AnalyticDeflicker:
 
     # -- correction ---------------------------------------------------------------------------------------------
     def correction(self, deltas: dict[int, PairDelta], t: int, first: int, last: int):
-        """Correction (global (3,), local (packed, ``LOCAL_SHAPE``)) for frame t from pair deltas of frames in the window.
+        """Correction (global (3,), local (packed, ``LOCAL_SHAPE``)) for frame t from the pair deltas of its window.
 
         ``deltas[k]`` is the change from k-1 to k; the window is [t - r, t + r] clipped to [first, last] (the local
         terms': [t - r / 2, t + r / 2]).

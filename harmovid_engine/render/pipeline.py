@@ -333,9 +333,10 @@ class Compositor:
         thread and ``pool``'s worker together, half each: the first frame of an export waits for the whole window
         (33 frames at radius 16; the speed render 7.2-7.3 -> 7.0 s). Not used by the Studio's full pass after a
         seek: beside the GUI thread the two threads contended for Python's lock (median 0.69-0.74 -> 0.89 s in
-        ``bench_studio.py``). Talent frames are decoded here first, in order (a decoder reads forward). Each result depends only on its own frames, so they are the same as computed
-        in order. Skipped where that would cost more than it saves: a moving plate (its decoder would be read out of
-        order), a window that does not fit in the talent cache, whole-clip engines, no deflicker."""
+        ``bench_studio.py``). Talent frames are decoded here first, in order (a decoder reads forward). Each result
+        depends only on its own frames, so they are the same as computed in order. Skipped where that would cost
+        more than it saves: a moving plate (its decoder would be read out of order), a window that does not fit in
+        the talent cache, whole-clip engines, no deflicker."""
         stage = self.learned or self.deflicker
         if pool is None or stage is None or not self.can_prefetch or not self.plate_src.is_still:
             return
