@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QWidget)
 
 from harmovid_engine.engines import ENGINES, load_builtin_engines
+from harmovid_engine.project.model import DEFLICKER_METHODS
 
 from .commands import get_setting
 
@@ -32,7 +33,7 @@ FIELDS = [
     ]),
     ("Deflicker", [
         ("render.deflicker", "Deflicker", "bool", None),
-        ("render.deflicker_method", "Method", ["analytic", "learned"], None),
+        ("render.deflicker_method", "Method", list(DEFLICKER_METHODS), None),
         ("render.deflicker_radius", "Window (frames each side)", "int", (1, 48, 1)),
     ]),
     ("Matte edge", [

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ProjectError
+from ..media.writer import FORMATS
 
 # 2: ``render.deflicker_radius`` is the deflicker's global window (its local terms use half); schema 1 used it for
 # both, so a schema-1 radius r reads as 2r (the same local window, the longer global one of today's default).
@@ -126,12 +127,14 @@ RENDER_LIMITS = {
     "shadow_softness": (0.0, 0.3),
     "light_wrap_strength": (0.0, 1.0),
 }
+LAYERS = ("composite", "talent")  # what a render writes: the composite, or the harmonized talent with its matte
+DEFLICKER_METHODS = ("analytic", "learned")  # learned: the analytic stage refined by the learned model
 RENDER_CHOICES = {
-    "layer": ("composite", "talent"),
-    "format": ("h264", "prores4444", "png"),
+    "layer": LAYERS,
+    "format": tuple(FORMATS),
     "preset": ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"),
     "png_bit_depth": (8, 16),
-    "deflicker_method": ("analytic", "learned"),
+    "deflicker_method": DEFLICKER_METHODS,
 }
 
 

@@ -31,8 +31,8 @@ from ..matte.chroma import garbage_box
 from ..media import open_source
 from ..perf import tune_allocator
 from ..project import Project
+from ..project.model import DEFLICKER_METHODS, LAYERS
 
-LAYERS = ("composite", "talent")
 TALENT_CACHE_BYTES = 512 << 20  # linear talent frames kept for the temporal window
 FIELD_STEP = 4  # talent pixels per sample of the deflicker's (and engine's) gain field in the export
 
@@ -125,7 +125,7 @@ class Compositor:
             elif method == "analytic":
                 self.deflicker = AnalyticDeflicker(project.render.deflicker_radius)
             else:
-                raise HarmoVidError(f"unknown deflicker method '{method}' (analytic or learned)")
+                raise HarmoVidError(f"unknown deflicker method '{method}' ({' or '.join(DEFLICKER_METHODS)})")
         stage = self.learned or self.deflicker
         self.radius = self.matte.radius + self.engine.radius + (stage.radius if stage else 0)
         cap = 2 * (stage.radius if stage else 0) + 8
@@ -303,10 +303,14 @@ class Compositor:
             self._deltas.put(k, d)
         return d
 
+    def _window(self, i: int) -> tuple[int, int]:
+        """First and last frame of frame i's deflicker window (the learned stage's, which holds the analytic one)."""
+        stage = self.learned or self.deflicker
+        return max(0, i - stage.radius), min(self.frame_count - 1, i + stage.radius)
+
     def _window_deltas(self, i: int) -> dict:
         """The pair lighting changes of frame i's deflicker window."""
-        stage = self.learned or self.deflicker
-        lo, hi = max(0, i - stage.radius), min(self.frame_count - 1, i + stage.radius)
+        lo, hi = self._window(i)
         return {k: self._delta(k) for k in range(lo + 1, hi + 1)}
 
     @property
@@ -337,10 +341,9 @@ class Compositor:
         depends only on its own frames, so they are the same as computed in order. Skipped where that would cost
         more than it saves: a moving plate (its decoder would be read out of order), a window that does not fit in
         the talent cache, whole-clip engines, no deflicker."""
-        stage = self.learned or self.deflicker
-        if pool is None or stage is None or not self.can_prefetch or not self.plate_src.is_still:
+        if pool is None or self.deflicker is None or not self.can_prefetch or not self.plate_src.is_still:
             return
-        lo, hi = max(0, i - stage.radius), min(self.frame_count - 1, i + stage.radius)
+        lo, hi = self._window(i)
         todo = [k for k in range(lo, hi + 1) if self._samples.get(k, _MISSING) is _MISSING]
         if len(todo) < 4 or len(todo) + 1 > self._talents.cap:
             return
