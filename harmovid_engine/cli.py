@@ -189,7 +189,7 @@ def cmd_bench(args) -> int:
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
         run_bench(args.data_dir, args.out, frames=args.frames, engines=args.engines, protocols=args.protocols,
-                  log=log, command="harmovid " + " ".join(sys.argv[1:]))
+                  log=log, command="harmovid " + " ".join(sys.argv[1:]), speed_pairs=args.speed_pairs)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
@@ -462,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engines", nargs="+", default=["analytic"], help="engines to measure")
     p.add_argument("--protocols", nargs="+", default=None,
                    help="subset of lut_static lut_jitter relight speed (default: all)")
+    p.add_argument("--speed-pairs", type=int, default=3, metavar="N",
+                   help="render + transcode pairs timed by the speed protocol, alternated; the median ratio is "
+                        "reported (default 3)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("matte", parents=[common], help="matte jobs: propagate keyframes, export mattes")

@@ -83,11 +83,53 @@ def test_report_lists_the_speed_and_its_stages_alone_and_inside_the_export(tmp_p
     results = {"speed": {"analytic+deflicker": {
         "export_ratio": 1.9, "render_seconds": 8.5, "ffmpeg_seconds": 4.4, "frames": 120,
         "stage_ms": {"deflicker": 22.0, "place + composite + encode": 21.5},
-        "stage_ms_alone": {"deflicker": 10.6, "place + composite + encode": 7.4}}}}
+        "stage_ms_alone": {"deflicker": 10.6, "place + composite + encode": 7.4},
+        "pairs": [{"render_seconds": 8.5, "ffmpeg_seconds": 4.4, "export_ratio": 1.93},
+                  {"render_seconds": 8.0, "ffmpeg_seconds": 4.5, "export_ratio": 1.78}]}}}
     write_report(results, tmp_path, "harmovid bench DATA --out OUT --protocols speed", 30, 60.0)
     text = (tmp_path / "report.md").read_text()
     assert "| analytic+deflicker | 1.9 | 8.5 | 4.4 |" in text
+    assert "median of 2 render + transcode pairs, alternated: 8.50 / 4.40 s = 1.93, 8.00 / 4.50 s = 1.78" in text
     assert "| deflicker | 10.6 | 22.0 |" in text and "| all | 18.0 | 43.5 |" in text
+
+
+def test_the_speed_protocol_reports_the_median_of_alternated_pairs(tiny_data, monkeypatch):
+    """The machine's speed drifts within minutes: the ratio is the median over render + transcode pairs, taken in
+    turn, and every pair is kept."""
+    import harmovid_engine.render as render_mod
+    from harmovid_engine.bench import run as br
+
+    order, walls = [], iter([3.0, 2.0, 9.0])  # the renders' wall times (fake clock, below)
+    clock = [0.0]
+
+    def fake_render(project, out, **kw):
+        order.append("render")
+        clock[0] += next(walls)
+        yield from ()
+
+    transcodes = iter([2.0, 1.0, 3.0])
+
+    def fake_transcode(src, dst, settings):
+        order.append("transcode")
+        return next(transcodes)
+
+    monkeypatch.setattr(render_mod, "render", fake_render)
+    monkeypatch.setattr(br, "plain_transcode", fake_transcode)
+    monkeypatch.setattr(br.time, "perf_counter", lambda: clock[0])
+    res = br.run_speed(tiny_data, ["d0"], [tiny_data / "plates" / "plate_8.jpg"], ["analytic"], lambda m: None, 3)
+    v = res["analytic+deflicker"]
+    assert order == ["render", "transcode"] * 3
+    assert [q["export_ratio"] for q in v["pairs"]] == [1.5, 2.0, 3.0]
+    assert v["export_ratio"] == 2.0 and v["render_seconds"] == 3.0 and v["ffmpeg_seconds"] == 2.0
+    assert v["stage_ms_alone"]  # the stages alone were still measured on the real compositor
+
+
+def test_bench_refuses_fewer_than_one_speed_pair(tiny_data, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "harmovid_engine", "bench", str(tiny_data), "--out",
+                          str(tmp_path / "o"), "--protocols", "speed", "--speed-pairs", "0"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "--speed-pairs must be at least 1" in res.stderr
+    assert not (tmp_path / "o" / "results.json").exists()
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc (Linux)")
