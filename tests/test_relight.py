@@ -243,6 +243,21 @@ def test_plate_light_colour_is_not_taken_from_a_large_evenly_coloured_surface():
     assert magenta[1] < -0.3 and magenta[0] > 0.15 and magenta[2] > 0.1
 
 
+def test_plate_statistics_from_one_analysis_equal_those_of_the_plate_for_any_weight():
+    """The engine analyses a plate once (edges, environment) and asks it for each talent rectangle's weight."""
+    from harmovid_engine.relight.analysis import analyse_plate, plate_stats
+
+    rng = np.random.default_rng(5)
+    plate = (rng.random((36, 64, 3), dtype=np.float32) * [0.9, 0.5, 0.7]).astype(np.float32)
+    plate[:4] = 1.0  # clipped rows: left out of the statistics
+    analysis = analyse_plate(plate)
+    for weight in (None, rng.random((36, 64), dtype=np.float32) * 3, np.zeros((36, 64), np.float32)):
+        a, b = plate_stats(analysis, weight), plate_stats(plate, weight)
+        assert a.log_key == b.log_key
+        np.testing.assert_array_equal(a.chroma, b.chroma)
+        np.testing.assert_array_equal(a.sh, b.sh)
+
+
 def test_relight_finish_applies_gain_to_the_talent_part_and_wraps_plate_light_onto_edges(monkeypatch):
     """The talent's last pass (gain field upsampled from its grid, raised to alpha; light wrap) equals the plain
     formula, the compiled kernel and the OpenCV path agree, the wrap lightens edges toward a bright plate and leaves

@@ -187,23 +187,39 @@ class PlateStats:
     sh: np.ndarray  # (9, 3) environment
 
 
-def plate_stats(plate_small: np.ndarray, weight: np.ndarray | None = None, front_fill: float = 0.6,
-                environment: np.ndarray | None = None) -> PlateStats:
-    """(h, w, 3) linear plate at low resolution; ``weight`` (h, w) emphasises the talent's surroundings.
-    ``environment``: the plate's SH environment when already known (it does not depend on the weight)."""
+@dataclass
+class PlateAnalysis:
+    """What :func:`plate_stats` reads of a plate that does not depend on the weight: made once per plate frame."""
+
+    y: np.ndarray  # (h, w) log luminance
+    valid: np.ndarray  # (h, w) neither clipped nor black
+    edges: np.ndarray  # (h, w, 3) gradient magnitude per channel (grey-edge)
+    sh: np.ndarray  # (9, 3) environment
+
+
+def analyse_plate(plate_small: np.ndarray, front_fill: float = 0.6) -> PlateAnalysis:
+    """The weight-free part of :func:`plate_stats` for an (h, w, 3) linear plate at low resolution."""
     y = np.log(np.maximum(plate_small @ LUMA_709, EPS))
     valid = (plate_small.max(-1) < 0.985) & (y > np.log(0.002))
+    g = cv2.GaussianBlur(np.ascontiguousarray(plate_small, np.float32), (0, 0), 1.0)
+    mag = cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0).reshape(-1), cv2.Sobel(g, cv2.CV_32F, 0, 1).reshape(-1))
+    return PlateAnalysis(y, valid, mag.reshape(g.shape), plate_environment(plate_small, front_fill))
+
+
+def plate_stats(plate_small: np.ndarray | PlateAnalysis, weight: np.ndarray | None = None,
+                front_fill: float = 0.6) -> PlateStats:
+    """(h, w, 3) linear plate at low resolution, or its :func:`analyse_plate` (when several weights are asked of
+    one plate); ``weight`` (h, w) emphasises the talent's surroundings."""
+    a = plate_small if isinstance(plate_small, PlateAnalysis) else analyse_plate(plate_small, front_fill)
+    y = a.y
     w = np.ones(y.shape, np.float32) if weight is None else weight.astype(np.float32)
-    w = w * valid
+    w = w * a.valid
     if w.sum() < 1e-3:
         w = np.ones(y.shape, np.float32)
     key = float((y * w).sum() / w.sum())
     # The illuminant's colour by grey-edge (van de Weijer et al. 2007): the mean colour of the plate's edges.
     # Edges are where light meets surfaces; a large evenly coloured surface (a green wall, a backdrop) has none, so
     # it does not pass for coloured light the way it does in the plain grey-world mean.
-    g = cv2.GaussianBlur(np.ascontiguousarray(plate_small, np.float32), (0, 0), 1.0)
-    mag = cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0).reshape(-1), cv2.Sobel(g, cv2.CV_32F, 0, 1).reshape(-1))
-    edges = (mag.reshape(g.shape) * w[..., None]).sum((0, 1)) / w.sum()
+    edges = (a.edges * w[..., None]).sum((0, 1)) / w.sum()
     ch = np.log(np.maximum(edges, 1e-9))
-    env = plate_environment(plate_small, front_fill) if environment is None else environment
-    return PlateStats(key, (ch - ch.mean()).astype(np.float32), env)
+    return PlateStats(key, (ch - ch.mean()).astype(np.float32), a.sh)

@@ -27,7 +27,7 @@ import numpy as np
 from ..colour import LUMA_709
 from ..deflicker.analytic import apply_log_gain
 from ..engines import Engine, register_engine
-from .analysis import (PLATE_KEY_REF, irradiance, log_image, matte_normals, plate_environment, plate_stats, skin_mask,
+from .analysis import (PLATE_KEY_REF, analyse_plate, irradiance, log_image, matte_normals, plate_stats, skin_mask,
                        skin_posterior, talent_stats)
 
 GRID = 24  # the gain field's resolution over the talent's bounding box (GRID x GRID)
@@ -142,23 +142,22 @@ class AnalyticEngine(Engine):
         return RelightParams(bbox, gain, shade, light_dir, directionality, (alpha.shape[1], alpha.shape[0]))
 
     def _plate(self, plate: np.ndarray, bbox):
-        """Plate statistics with more weight near the talent; the plate's small copy and its environment are cached
-        while the plate does not change."""
+        """Plate statistics with more weight near the talent; what does not depend on the weight (the plate's small
+        copy, its environment, its edges) is cached while the plate does not change."""
         key = (id(plate), plate.shape, float(plate[::37, ::41].sum()))
         if self._plate_cache and self._plate_cache[0] == key:
-            small, env = self._plate_cache[1]
+            analysis = self._plate_cache[1]
         else:
-            small = _resize_long(plate, 64)
-            env = plate_environment(small, self.settings["front_fill"])
-            self._plate_cache = (key, (small, env))
-        h, w = small.shape[:2]
+            analysis = analyse_plate(_resize_long(plate, 64), self.settings["front_fill"])
+            self._plate_cache = (key, analysis)
+        h, w = analysis.y.shape
         H, W = plate.shape[:2]
         x0, y0, x1, y1 = bbox
         cx, cy = (x0 + x1) / 2 / W * w, (y0 + y1) / 2 / H * h
         sx, sy = max((x1 - x0) / W * w, 2), max((y1 - y0) / H * h, 2)
         yy, xx = np.mgrid[0:h, 0:w]
         weight = 1.0 + 2.0 * np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2))
-        return plate_stats(small, weight, environment=env)
+        return plate_stats(analysis, weight)
 
     def direction_gate(self, sh: np.ndarray) -> float:
         """0..1: how much of the directional relight a plate's light supports (smoothstep between the gates)."""
