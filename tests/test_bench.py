@@ -41,6 +41,28 @@ def test_metrics_on_identical_and_different_videos():
     assert abs(ref.error(frames) / ref.error(frames) - 1) < 1e-12
 
 
+def test_reinhard_plate_statistics_are_reused_only_for_the_same_plate():
+    """The plate's Lab statistics are computed once per plate array; a new plate, even one that takes over a freed
+    plate's memory (and so its id), gets its own."""
+    from harmovid_engine.bench import methods as bm
+
+    rng = np.random.default_rng(1)
+    talent = rng.random((24, 32, 3), dtype=np.float32) * 0.8
+    alpha = np.zeros((24, 32), np.float32)
+    alpha[4:20, 8:24] = 1.0
+    plate = rng.random((24, 32, 3), dtype=np.float32) * [0.9, 0.3, 0.5]
+    first = bm.reinhard(talent, alpha, plate)
+    assert np.array_equal(bm.reinhard(talent, alpha, plate), first)
+    for _ in range(5):  # freed and re-made plates of other colours, often at the same address
+        old_id = id(plate)
+        del plate
+        plate = (rng.random((24, 32, 3), dtype=np.float32) * [0.2, 0.9, 0.4]).astype(np.float32)
+        got = bm.reinhard(talent, alpha, plate)
+        bm._PLATE_LAB.clear()
+        assert np.array_equal(got, bm.reinhard(talent, alpha, plate)), id(plate) == old_id
+    assert not np.allclose(got, first, atol=0.05)
+
+
 @pytest.fixture
 def tiny_data(tmp_path, data_dir):
     d = tmp_path / "data"

@@ -6,6 +6,8 @@ harness composites them over the plate and measures.
 
 from __future__ import annotations
 
+import weakref
+
 import cv2
 import numpy as np
 
@@ -15,15 +17,31 @@ from ..deflicker.analytic import RADIUS
 from ..engines import create_engine
 
 
+_PLATE_LAB: dict[int, tuple] = {}  # id(plate) -> (weak reference to it, its Lab mean and std)
+
+
+def _plate_lab_stats(plate: np.ndarray):
+    """The plate's Lab mean and std, computed once per plate array (a still plate serves every frame of a clip, a
+    lut protocol's inpainted plates serve every method and draw)."""
+    hit = _PLATE_LAB.get(id(plate))
+    if hit is not None and hit[0]() is plate:
+        return hit[1]
+    p_lab = cv2.cvtColor(from_linear(plate, np.float32), cv2.COLOR_RGB2Lab).reshape(-1, 3)
+    stats = p_lab.mean(0), p_lab.std(0)
+    if len(_PLATE_LAB) >= 1024:
+        _PLATE_LAB.clear()
+    _PLATE_LAB[id(plate)] = (weakref.ref(plate), stats)
+    return stats
+
+
 def reinhard(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> np.ndarray:
     """Per-frame Reinhard et al. colour transfer: the talent's Lab mean/std over the matte onto the plate's."""
-    t_lab = cv2.cvtColor(from_linear(talent, np.float32), cv2.COLOR_RGB2Lab)
-    p_lab = cv2.cvtColor(from_linear(plate, np.float32), cv2.COLOR_RGB2Lab)
     m = alpha > 0.5
     if not m.any():
         return talent
+    t_lab = cv2.cvtColor(from_linear(talent, np.float32), cv2.COLOR_RGB2Lab)
     tm, ts = t_lab[m].mean(0), t_lab[m].std(0) + 1e-6
-    pm, pstd = p_lab.reshape(-1, 3).mean(0), p_lab.reshape(-1, 3).std(0)
+    pm, pstd = _plate_lab_stats(plate)
     out = (t_lab - tm) / ts * pstd + pm
     rgb = cv2.cvtColor(out.astype(np.float32), cv2.COLOR_Lab2RGB)
     return srgb_to_linear(np.clip(rgb, 0, 1))

@@ -31,18 +31,33 @@ def psnr_from_mse(m: float) -> float:
     return float(10 * np.log10(255.0 ** 2 / max(m, 1e-10)))
 
 
+def _ssim_blur(a):
+    return cv2.GaussianBlur(a, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+
+class SsimReference:
+    """The reference side of :func:`ssim_luma` for one frame, made once and compared with many outputs (every
+    method of a protocol is compared with the same real frames)."""
+
+    def __init__(self, i: np.ndarray):
+        y = luma32(i)
+        self.y = y
+        self.my = _ssim_blur(y)
+        self.my2 = self.my * self.my
+        self.syy = _ssim_blur(y * y) - self.my2
+
+    def ssim(self, o: np.ndarray) -> float:
+        c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+        x, y, my = luma32(o), self.y, self.my
+        mx = _ssim_blur(x)
+        sxx, sxy = _ssim_blur(x * x) - mx * mx, _ssim_blur(x * y) - mx * my
+        s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + self.my2 + c1) * (sxx + self.syy + c2))
+        return float(s.mean())
+
+
 def ssim_luma(o: np.ndarray, i: np.ndarray) -> float:
     """SSIM (Wang et al. 2004) on Rec.709 luma with a Gaussian window, sigma 1.5 (11x11), whole frame."""
-    x, y = luma32(o), luma32(i)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-
-    def g(a):
-        return cv2.GaussianBlur(a, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
-
-    mx, my = g(x), g(y)
-    sxx, syy, sxy = g(x * x) - mx * mx, g(y * y) - my * my, g(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-    return float(s.mean())
+    return SsimReference(i).ssim(o)
 
 
 def mean_luma(frame: np.ndarray, mask: np.ndarray) -> float:

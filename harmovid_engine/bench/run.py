@@ -24,7 +24,7 @@ from ..composite import place_talent, unpremultiply
 from ..errors import HarmoVidError
 from ..project import Placement
 from .methods import run_method
-from .metrics import WarpReference, flicker, mse, psnr_from_mse, ssim_luma
+from .metrics import SsimReference, WarpReference, flicker, mse, psnr_from_mse
 from .protocols import clean_plate, composite_codes, draw_jitter, draw_static, load_clip, perturb
 
 PROTOCOLS = ("lut_static", "lut_jitter", "relight", "speed")
@@ -78,6 +78,7 @@ def _lut_clip(data_dir: Path, name: str, frames: int, methods: list[str], which:
     refs = [f.astype(np.float32) for f in clip.frames]
     warp_ref = WarpReference(refs, fg) if "lut_jitter" in which else None
     e_ref = warp_ref.error(refs) if warp_ref else None
+    ssim_refs = [SsimReference(i) for i in refs]
     for proto in which:
         jitter = proto == "lut_jitter"
         for k in range(3):
@@ -98,7 +99,7 @@ def _lut_clip(data_dir: Path, name: str, frames: int, methods: list[str], which:
                     "mse": float(np.mean(f_mse)), "fmse": float(np.mean(f_fmse)),
                     "psnr": float(np.mean([psnr_from_mse(v) for v in f_mse])),
                     "fpsnr": float(np.mean([psnr_from_mse(v) for v in f_fmse])),
-                    "ssim": float(np.mean([ssim_luma(o, i) for o, i in zip(outs, refs)])),
+                    "ssim": float(np.mean([r.ssim(o) for o, r in zip(outs, ssim_refs)])),
                     "seconds": time.perf_counter() - t0,
                 }
                 if jitter:
