@@ -79,6 +79,8 @@ def _lut_clip(data_dir: Path, name: str, frames: int, methods: list[str], which:
     warp_ref = WarpReference(refs, fg) if "lut_jitter" in which else None
     e_ref = warp_ref.error(refs) if warp_ref else None
     ssim_refs = [SsimReference(i) for i in refs]
+    # the real clip as the talent layer: what a perfect harmonizer would hand over
+    ideal = [srgb_to_linear(f.astype(np.float32) / 255.0) for f in clip.frames]
     for proto in which:
         jitter = proto == "lut_jitter"
         for k in range(3):
@@ -87,8 +89,8 @@ def _lut_clip(data_dir: Path, name: str, frames: int, methods: list[str], which:
                                                        clip.alpha[t]) / 255.0).astype(np.float32)) for t in range(T)]
             for m in rows:
                 t0 = time.perf_counter()
-                if m == IDEAL:  # the real clip as the talent layer: what a perfect harmonizer would hand over
-                    harmonized = [srgb_to_linear(f.astype(np.float32) / 255.0) for f in clip.frames]
+                if m == IDEAL:
+                    harmonized = ideal
                 else:
                     harmonized = run_method(m, talents, list(clip.alpha), plates_lin, clip.fps)
                 outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, clip.alpha, plates_lin)]
