@@ -352,15 +352,14 @@ def run_speed(data_dir: Path, clips: list[str], plates: list[Path], engines: lis
             renders, transcodes, timings = [], [], {}
             for _ in range(pairs):
                 t0 = time.perf_counter()
-                comp = Compositor(proj)
-                comp.streaming()
-                for _ in render(proj, tmp / "render.mp4", fmt="h264", end=n - 1, compositor=comp):
-                    pass
-                renders.append(time.perf_counter() - t0)
+                with Compositor(proj) as comp:  # closed even when a render fails
+                    comp.streaming()
+                    for _ in render(proj, tmp / "render.mp4", fmt="h264", end=n - 1, compositor=comp):
+                        pass
+                    renders.append(time.perf_counter() - t0)
+                    for k, v in comp.timings.items():
+                        timings[k] = timings.get(k, 0.0) + v
                 transcodes.append(plain_transcode(tmp / "render.mp4", tmp / "transcode.mp4", proj.render))
-                for k, v in comp.timings.items():
-                    timings[k] = timings.get(k, 0.0) + v
-                comp.close()
             ratios = [r / f for r, f in zip(renders, transcodes)]
             stages = {k: 1000 * v / (n * pairs) for k, v in sorted(timings.items())}
             # the same stages alone: one thread, no encoder beside (inside the export the stages of two threads
