@@ -189,7 +189,8 @@ def cmd_bench(args) -> int:
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
         run_bench(args.data_dir, args.out, frames=args.frames, engines=args.engines, protocols=args.protocols,
-                  log=log, command="harmovid " + " ".join(sys.argv[1:]), speed_pairs=args.speed_pairs)
+                  log=log, command="harmovid " + " ".join(sys.argv[1:]), speed_pairs=args.speed_pairs,
+                  clips=args.clips, plates=args.plates)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
@@ -465,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed-pairs", type=int, default=3, metavar="N",
                    help="render + transcode pairs timed by the speed protocol, alternated; the median ratio is "
                         "reported (default 3)")
+    p.add_argument("--clips", nargs="+", metavar="NAME", help="only these clips (names without .mp4)")
+    p.add_argument("--plates", nargs="+", metavar="NAME", help="only these plates (file names, with or without "
+                                                                 "their extension)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("matte", parents=[common], help="matte jobs: propagate keyframes, export mattes")

@@ -186,3 +186,43 @@ def test_an_interrupted_bench_stops_its_worker_processes_at_once(monkeypatch):
     while any(running(pid) for pid in pids) and time.perf_counter() - t0 < 60:
         time.sleep(0.1)
     assert not [pid for pid in pids if running(pid)]
+
+
+@pytest.mark.heavy
+def test_the_bench_measures_the_product_its_frames_equal_a_cli_talent_render(tmp_path, data_dir):
+    """A lut case's engine + deflicker row is what ``harmovid new`` + ``harmovid render --layer talent`` make of the
+    same media (within one code value), not a second implementation of the stages."""
+    import cv2
+
+    from harmovid_engine.bench.graph import LutCase, talent_layers
+    from harmovid_engine.bench.protocols import clean_plate, composite_codes, load_clip
+    from harmovid_engine.bench.run import to_codes
+
+    clip = load_clip(data_dir, "d0", 8)
+    alpha_u8 = np.round(clip.alpha * 255).astype(np.uint8)
+    alphas = alpha_u8.astype(np.float32) / 255
+    plates = [clean_plate(f, a) for f, a in zip(clip.frames, alphas)]
+    pert = draw_jitter("d0", 1, len(plates))
+    talent = [np.clip(np.round(composite_codes(f, perturb(f, p), a)), 0, 255).astype(np.uint8)
+              for f, p, a in zip(clip.frames, pert, alphas)]
+    case = LutCase(tmp_path / "case", alpha_u8, plates)
+    bench = [to_codes(h) for h in talent_layers(case.project("k1", talent), "analytic+deflicker")]
+
+    proj, out = tmp_path / "cli_project", tmp_path / "cli_render"
+    cli = [sys.executable, "-m", "harmovid_engine"]
+    res = subprocess.run(cli + ["new", str(proj), "--fg", str(case.folder / "talent_k1" / "frame_%05d.png"),
+                                "--plate", str(case.plate), "--matte", str(case.matte), "--no-shadow",
+                                "--no-light-wrap"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run(cli + ["render", str(proj), "-o", str(out), "--format", "png", "--layer", "talent"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    files = sorted(out.glob("*.png"))
+    assert len(files) == len(bench)
+    for f, b, a in zip(files, bench, alphas):
+        rgba = cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+        inside = a > 0.02  # where the talent is: outside it the layer holds no colour
+        diff = np.abs(rgba[..., :3].astype(np.float32) - b)[inside]
+        assert diff.max() <= 1.0, f"{f.name}: bench and render differ by {diff.max()} codes"
+    # the row is a real harmonization, not the input handed back
+    assert np.abs(bench[0][alphas[0] > 0.5] - talent[0][alphas[0] > 0.5].astype(np.float32)).mean() > 2.0

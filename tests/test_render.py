@@ -194,6 +194,7 @@ def test_first_window_analysed_on_two_threads_gives_the_same_frames(keyed_projec
     warmed = Compositor(proj)
     with ThreadPoolExecutor(1) as pool:
         warmed.warm_window(5, pool)
-    assert all(k in warmed._samples for k in range(12)) and all(k in warmed._deltas for k in range(1, 12))
+    assert all(k in warmed.deflicker._samples for k in range(12))
+    assert all(k in warmed.deflicker._deltas for k in range(1, 12))
     assert np.array_equal(warmed.layers(5).composite, Compositor(proj).layers(5).composite)
     _assert_threaded_export_equals_ordered(proj, tmp_path, monkeypatch)

@@ -1,7 +1,8 @@
-"""The methods every report lists: composite, reinhard, ema, and each engine without and with its deflicker.
+"""The baselines every report lists beside the product's rows: ``reinhard`` (classic colour transfer) and ``ema``
+(the analytic engine's per-frame parameters smoothed by an exponential moving average).
 
-A method maps a clip (talent frames as float32 linear, mattes, plate frames) to harmonized talent frames (linear); the
-harness composites them over the plate and measures.
+A baseline maps a clip (talent frames as float32 linear, mattes, plate frames) to harmonized talent frames (linear).
+The engine and deflicker rows are not computed here: they come from the render graph itself (``bench/graph.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import cv2
 import numpy as np
 
 from ..colour import from_linear, srgb_to_linear
-from ..deflicker import AnalyticDeflicker
-from ..deflicker.analytic import RADIUS
 from ..engines import create_engine
 
 
@@ -47,11 +46,11 @@ def reinhard(talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> np.nda
     return srgb_to_linear(np.clip(rgb, 0, 1))
 
 
-def run_method(name: str, talents, alphas, plates, fps: float, engine_settings: dict | None = None,
-               deflicker_radius: int = RADIUS):
-    """Harmonized talent frames (list of (H, W, 3) float32 linear) for a method name."""
-    if name == "composite":
-        return list(talents)
+BASELINES = ("reinhard", "ema")
+
+
+def run_baseline(name: str, talents, alphas, plates, fps: float, engine_settings: dict | None = None):
+    """Harmonized talent frames (list of (H, W, 3) float32 linear) of a baseline."""
     if name == "reinhard":
         return [reinhard(t, a, p) for t, a, p in zip(talents, alphas, plates)]
     if name == "ema":
@@ -65,16 +64,4 @@ def run_method(name: str, talents, alphas, plates, fps: float, engine_settings: 
                 state.bbox = params.bbox
             out.append(eng.apply(t, a, state if params is not None else None))
         return out
-    engine, _, post = name.partition("+")
-    eng = create_engine(engine, engine_settings)
-    per_frame = [eng.harmonize(t, a, p, i) for i, (t, a, p) in enumerate(zip(talents, alphas, plates))]
-    if post == "":
-        return per_frame
-    if post == "deflicker":
-        return AnalyticDeflicker(deflicker_radius).run_sequence(per_frame, list(talents), list(alphas), list(plates))
-    if post == "learned-deflicker":
-        from ..deflicker.learned import LearnedDeflicker
-
-        return LearnedDeflicker(base_radius=deflicker_radius).run_sequence(per_frame, list(talents), list(alphas),
-                                                                           list(plates))
-    raise ValueError(f"unknown method '{name}'")
+    raise ValueError(f"unknown baseline '{name}'")

@@ -12,7 +12,6 @@ import platform
 import subprocess
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -20,10 +19,8 @@ import cv2
 import numpy as np
 
 from ..colour import from_linear, srgb_to_linear
-from ..composite import place_talent, unpremultiply
 from ..errors import HarmoVidError
-from ..project import Placement
-from .methods import run_method
+from .methods import BASELINES, run_baseline
 from .metrics import SsimReference, WarpReference, flicker, mse, psnr_from_mse
 from .protocols import clean_plate, composite_codes, draw_jitter, draw_static, load_clip, perturb
 
@@ -44,6 +41,25 @@ def find_data(data_dir: Path) -> tuple[list[str], list[Path]]:
     if not clips:
         raise HarmoVidError(f"no clips with mattes (NAME.mp4 + NAME.alpha.npz) in '{clips_dir}'")
     return clips, plates
+
+
+def select_data(all_clips: list[str], all_plates: list[Path], clips: list[str] | None,
+                plates: list[str] | None) -> tuple[list[str], list[Path]]:
+    """The ``--clips`` / ``--plates`` subsets (all when not given); a name that is not there is an error."""
+    if clips:
+        missing = [c for c in clips if c not in all_clips]
+        if missing:
+            raise HarmoVidError(f"no clip(s) {', '.join(missing)} in the data (there: {', '.join(all_clips)})")
+        all_clips = [c for c in all_clips if c in clips]
+    if plates:
+        names = {p.name: p for p in all_plates} | {p.stem: p for p in all_plates}
+        missing = [p for p in plates if p not in names]
+        if missing:
+            raise HarmoVidError(f"no plate(s) {', '.join(missing)} in the data "
+                                f"(there: {', '.join(p.name for p in all_plates)})")
+        chosen = {names[p] for p in plates}
+        all_plates = [p for p in all_plates if p in chosen]
+    return all_clips, all_plates
 
 
 def methods_for(engines: list[str]) -> list[str]:
@@ -67,47 +83,64 @@ def _composite_lin(h, a, b):
 
 # -- lut protocols -------------------------------------------------------------------------------------------------
 def _lut_clip(data_dir: Path, name: str, frames: int, methods: list[str], which: tuple[str, ...]) -> dict:
-    """Rows {protocol: {method: [row per k]}} for one clip; the clip is loaded and inpainted once for both."""
+    """Rows {protocol: {method: [row per k]}} for one clip; the clip is loaded and inpainted once for both.
+
+    Each draw's talent (the recoloured composite, rounded to 8-bit codes as a clip holds them), the clip's matte and
+    its inpainted plate are handed to the render graph as temporary media; engine and deflicker rows are the talent
+    layer it renders, composited back over the plate with the matte."""
+    from .graph import LutCase, talent_layers
+
     rows = methods + [IDEAL]
     per_case = {p: {m: [] for m in rows} for p in which}
     clip = load_clip(data_dir, name, frames)
     T = len(clip.frames)
-    plates = [clean_plate(clip.frames[t], clip.alpha[t]) for t in range(T)]
+    alpha_u8 = np.round(clip.alpha * 255.0).astype(np.uint8)
+    alphas = list(alpha_u8.astype(np.float32) / 255.0)  # exactly the matte the graph reads back
+    plates = [clean_plate(clip.frames[t], alphas[t]) for t in range(T)]
     plates_lin = [srgb_to_linear(p.astype(np.float32) / 255.0) for p in plates]
-    fg = [a > 0.5 for a in clip.alpha]
+    fg = [a > 0.5 for a in alphas]
     refs = [f.astype(np.float32) for f in clip.frames]
     warp_ref = WarpReference(refs, fg) if "lut_jitter" in which else None
     e_ref = warp_ref.error(refs) if warp_ref else None
     ssim_refs = [SsimReference(i) for i in refs]
     # the real clip as the talent layer: what a perfect harmonizer would hand over
     ideal = [srgb_to_linear(f.astype(np.float32) / 255.0) for f in clip.frames]
-    for proto in which:
-        jitter = proto == "lut_jitter"
-        for k in range(3):
-            pert = draw_jitter(name, k, T) if jitter else [draw_static(name, k)] * T
-            talents = [srgb_to_linear((composite_codes(clip.frames[t], perturb(clip.frames[t], pert[t]),
-                                                       clip.alpha[t]) / 255.0).astype(np.float32)) for t in range(T)]
-            for m in rows:
-                t0 = time.perf_counter()
-                if m == IDEAL:
-                    harmonized = ideal
-                else:
-                    harmonized = run_method(m, talents, list(clip.alpha), plates_lin, clip.fps)
-                outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, clip.alpha, plates_lin)]
-                f_mse = [mse(o, i) for o, i in zip(outs, refs)]
-                f_fmse = [mse(o, i, m_) for o, i, m_ in zip(outs, refs, fg)]
-                row = {
-                    "clip": name, "k": k,
-                    "mse": float(np.mean(f_mse)), "fmse": float(np.mean(f_fmse)),
-                    "psnr": float(np.mean([psnr_from_mse(v) for v in f_mse])),
-                    "fpsnr": float(np.mean([psnr_from_mse(v) for v in f_fmse])),
-                    "ssim": float(np.mean([r.ssim(o) for o, r in zip(outs, ssim_refs)])),
-                    "seconds": time.perf_counter() - t0,
-                }
-                if jitter:
-                    row["flicker"] = flicker(outs, refs, fg)
-                    row["tl_ratio"] = warp_ref.error(outs) / max(e_ref, 1e-9)
-                per_case[proto][m].append(row)
+    with tempfile.TemporaryDirectory(prefix="harmovid-bench-") as tmp:
+        case = LutCase(Path(tmp), alpha_u8, plates)
+        for proto in which:
+            jitter = proto == "lut_jitter"
+            for k in range(3):
+                pert = draw_jitter(name, k, T) if jitter else [draw_static(name, k)] * T
+                codes = [np.clip(np.round(composite_codes(clip.frames[t], perturb(clip.frames[t], pert[t]),
+                                                          alphas[t])), 0, 255).astype(np.uint8) for t in range(T)]
+                talents = [srgb_to_linear(c.astype(np.float32) / 255.0) for c in codes]
+                project = case.project(f"{proto}_{k}", codes) if any(
+                    m not in BASELINES and m != "composite" for m in methods) else None
+                for m in rows:
+                    t0 = time.perf_counter()
+                    if m == IDEAL:
+                        harmonized = ideal
+                    elif m == "composite":
+                        harmonized = talents
+                    elif m in BASELINES:
+                        harmonized = run_baseline(m, talents, alphas, plates_lin, clip.fps)
+                    else:
+                        harmonized = talent_layers(project, m)
+                    outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, alphas, plates_lin)]
+                    f_mse = [mse(o, i) for o, i in zip(outs, refs)]
+                    f_fmse = [mse(o, i, m_) for o, i, m_ in zip(outs, refs, fg)]
+                    row = {
+                        "clip": name, "k": k,
+                        "mse": float(np.mean(f_mse)), "fmse": float(np.mean(f_fmse)),
+                        "psnr": float(np.mean([psnr_from_mse(v) for v in f_mse])),
+                        "fpsnr": float(np.mean([psnr_from_mse(v) for v in f_fmse])),
+                        "ssim": float(np.mean([r.ssim(o) for o, r in zip(outs, ssim_refs)])),
+                        "seconds": time.perf_counter() - t0,
+                    }
+                    if jitter:
+                        row["flicker"] = flicker(outs, refs, fg)
+                        row["tl_ratio"] = warp_ref.error(outs) / max(e_ref, 1e-9)
+                    per_case[proto][m].append(row)
     return per_case
 
 
@@ -165,84 +198,85 @@ def run_lut(data_dir: Path, clips: list[str], frames: int, methods: list[str], w
 
 
 def summarise(per_case: dict[str, list[dict]], with_worse: bool) -> dict:
+    """Means over cases per method, plus ``worse_than_composite`` and ``worst_ratio`` (lut protocols), ``tl_excess``
+    (where the ``ideal`` row has a tl_ratio), means per clip and every case's row (``per_case``: clip, k or plate)."""
     out = {}
-    comp = {(r["clip"], r.get("k", r.get("plate"))): r for r in per_case.get("composite", [])}
+    key = lambda r: (r["clip"], r.get("k", r.get("plate")))  # noqa: E731
+    comp = {key(r): r for r in per_case.get("composite", [])}
+    ideal = {key(r): r for r in per_case.get(IDEAL, [])}
     for m, rows in per_case.items():
         if not rows:
             continue
         keys = [k for k in rows[0] if k not in ("clip", "k", "plate", "seconds")]
         res = {k: float(np.mean([r[k] for r in rows if r.get(k) is not None])) for k in keys
                if any(r.get(k) is not None for r in rows)}
+        cases = [dict(r) for r in rows]
         if with_worse and comp:
-            res["worse_than_composite"] = float(np.mean([r["fmse"] > comp[(r["clip"], r["k"])]["fmse"]
-                                                         for r in rows]))
+            for r in cases:
+                r["fmse_ratio"] = r["fmse"] / max(comp[key(r)]["fmse"], 1e-9)
+            res["worse_than_composite"] = float(np.mean([r["fmse_ratio"] > 1.0 for r in cases]))
+            res["worst_ratio"] = float(max(r["fmse_ratio"] for r in cases))
+        if ideal and "tl_ratio" in res:
+            for r in cases:
+                r["tl_excess"] = r["tl_ratio"] / max(ideal[key(r)]["tl_ratio"], 1e-9)
+            res["tl_excess"] = res["tl_ratio"] / max(float(np.mean([r["tl_ratio"] for r in ideal.values()])), 1e-9)
         res["cases"] = len(rows)
         res["per_clip"] = {}
         for r in rows:
             res["per_clip"].setdefault(r["clip"], []).append({k: r[k] for k in keys if r.get(k) is not None})
         res["per_clip"] = {c: {k: float(np.mean([x[k] for x in v])) for k in v[0]} for c, v in res["per_clip"].items()}
+        res["per_case"] = cases
         out[m] = res
     return out
 
 
 # -- relight protocol ----------------------------------------------------------------------------------------------
-def _load_plate_frames(path: Path, n: int, fps: float, max_side: int) -> list[np.ndarray]:
-    from ..composite import plate_index_for
-    from ..media import open_source
-
-    src = open_source(path)
-    frames = []
-    for t in range(n):
-        k = plate_index_for(t, Fraction(fps).limit_denominator(1001), src.info.fps, src.info.frame_count)
-        lin, _ = src.read_linear(k)
-        h, w = lin.shape[:2]
-        s = min(1.0, max_side / max(h, w))
-        if s < 1:
-            lin = cv2.resize(lin, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        frames.append(lin)
-        if src.is_still:
-            frames.extend([lin] * (n - 1))
-            break
-    src.close()
-    return frames
-
-
 def _relight_plate(data_dir: Path, clips: list[str], plate_path: Path, frames: int, methods: list[str],
                    engines: list[str], sheets: Path) -> dict:
+    """Every clip over one plate, as ``harmovid new --matte`` + ``render`` would make it (default placement: the
+    talent scaled to the plate's height, centred, bottom-aligned), at most ``RELIGHT_MAX_SIDE`` px long. The
+    reference is the plain composite from the same graph; baselines get the graph's placed talent."""
+    from ..media import probe
+    from ..project import create_project
+    from .graph import frame_layers
+
     per_case = {m: [] for m in methods}
     rows_img = []
-    for name in clips:
-        clip = load_clip(data_dir, name, frames)
-        T = len(clip.frames)
-        plate_frames = _load_plate_frames(plate_path, T, clip.fps, RELIGHT_MAX_SIDE)
-        ph, pw = plate_frames[0].shape[:2]
-        th, tw = clip.frames.shape[1:3]
-        x, y, s = Placement.default((tw, th), (pw, ph)).at(0)
-        talents, alphas = [], []
-        for t in range(T):
-            lin = srgb_to_linear(clip.frames[t].astype(np.float32) / 255.0)
-            pre, a = place_talent(lin, clip.alpha[t], x, y, s, (pw, ph))
-            talents.append(unpremultiply(pre, a))
-            alphas.append(a)
-        refs = [to_codes(_composite_lin(t_, a, b)) for t_, a, b in zip(talents, alphas, plate_frames)]
-        fg = [a > 0.5 for a in alphas]
-        warp_ref = WarpReference(refs, fg)
-        e_ref = warp_ref.error(refs)
-        outs_by_method = {}
-        for m in methods:
-            harmonized = run_method(m, talents, alphas, plate_frames, clip.fps)
-            outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, alphas, plate_frames)]
-            outs_by_method[m] = outs
-            per_case[m].append({"clip": name, "plate": plate_path.stem, "flicker": flicker(outs, refs, fg),
-                                "tl_ratio": warp_ref.error(outs) / max(e_ref, 1e-9)})
-        best = f"{engines[0]}+deflicker" if engines else methods[-1]
-        row = []
-        for t in (0, T // 2, T - 1):
-            for img in (outs_by_method["composite"][t], outs_by_method[best][t]):
-                im = cv2.resize(img.astype(np.uint8), (max(1, round(img.shape[1] * 200 / img.shape[0])), 200),
-                                interpolation=cv2.INTER_AREA)
-                row.append(im)
-        rows_img.append(np.concatenate(row, 1))
+    info = probe(plate_path)
+    scale = min(1.0, RELIGHT_MAX_SIDE / max(info.width, info.height))
+    with tempfile.TemporaryDirectory(prefix="harmovid-bench-") as tmp:
+        for name in clips:
+            clip_path = data_dir / "clips" / f"{name}.mp4"
+            project = create_project(Path(tmp) / name, clip_path, plate_path,
+                                     matte=str(data_dir / "clips" / f"{name}.alpha.npz"), overwrite=True)
+            fps = float(probe(clip_path).fps)
+            plain = frame_layers(project, "composite", frames, scale)
+            refs = [to_codes(fl.composite) for fl in plain]
+            alphas = [fl.alpha for fl in plain]
+            fg = [a > 0.5 for a in alphas]
+            warp_ref = WarpReference(refs, fg)
+            e_ref = warp_ref.error(refs)
+            outs_by_method = {}
+            for m in methods:
+                if m == "composite":
+                    outs = refs
+                elif m in BASELINES:
+                    harmonized = run_baseline(m, [fl.talent for fl in plain], alphas, [fl.plate for fl in plain], fps)
+                    outs = [to_codes(_composite_lin(h, fl.alpha, fl.plate)) for h, fl in zip(harmonized, plain)]
+                else:
+                    outs = [to_codes(fl.composite) for fl in frame_layers(project, m, frames, scale)]
+                outs_by_method[m] = outs
+                per_case[m].append({"clip": name, "plate": plate_path.stem, "flicker": flicker(outs, refs, fg),
+                                    "tl_ratio": warp_ref.error(outs) / max(e_ref, 1e-9)})
+            T = len(refs)
+            best = f"{engines[0]}+deflicker" if engines else methods[-1]
+            row = []
+            for t in (0, T // 2, T - 1):
+                for img in (outs_by_method["composite"][t], outs_by_method[best][t]):
+                    im = cv2.resize(img.astype(np.uint8), (max(1, round(img.shape[1] * 200 / img.shape[0])), 200),
+                                    interpolation=cv2.INTER_AREA)
+                    row.append(im)
+            rows_img.append(np.concatenate(row, 1))
     width = max(r.shape[1] for r in rows_img)
     sheet = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows_img], 0)
     cv2.imwrite(str(sheets / f"{plate_path.stem}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
@@ -383,8 +417,9 @@ def run_speed(data_dir: Path, clips: list[str], plates: list[Path], engines: lis
 
 # -- report --------------------------------------------------------------------------------------------------------
 COLUMNS = {
-    "lut_static": ["mse", "fmse", "psnr", "fpsnr", "ssim", "worse_than_composite"],
-    "lut_jitter": ["mse", "fmse", "psnr", "fpsnr", "ssim", "worse_than_composite", "flicker", "tl_ratio"],
+    "lut_static": ["mse", "fmse", "psnr", "fpsnr", "ssim", "worse_than_composite", "worst_ratio"],
+    "lut_jitter": ["mse", "fmse", "psnr", "fpsnr", "ssim", "worse_than_composite", "worst_ratio", "flicker",
+                   "tl_ratio", "tl_excess"],
     "relight": ["flicker", "tl_ratio", "fps"],
     "speed": ["export_ratio", "render_seconds", "ffmpeg_seconds"],
 }
@@ -446,7 +481,8 @@ def plot(results: dict, out_dir: Path) -> None:
 
 def run_bench(data_dir, out_dir, frames: int = 60, engines: list[str] | None = None,
               protocols: list[str] | None = None, log: Callable[[str], None] = print, command: str = "",
-              workers: int | None = None, speed_pairs: int = SPEED_PAIRS) -> dict:
+              workers: int | None = None, speed_pairs: int = SPEED_PAIRS, clips: list[str] | None = None,
+              plates: list[str] | None = None) -> dict:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     engines = engines or ["analytic"]
@@ -456,13 +492,12 @@ def run_bench(data_dir, out_dir, frames: int = 60, engines: list[str] | None = N
         raise HarmoVidError(f"unknown protocol(s) {', '.join(sorted(unknown))} (choose {', '.join(PROTOCOLS)})")
     if speed_pairs < 1:
         raise HarmoVidError(f"--speed-pairs must be at least 1, not {speed_pairs}")
-    from ..engines import ENGINES, load_builtin_engines
+    from ..engines import ENGINES
 
-    load_builtin_engines()
     for e in engines:
         if e not in ENGINES:
             raise HarmoVidError(f"unknown engine '{e}' (available: {', '.join(sorted(ENGINES))})")
-    clips, plates = find_data(data_dir)
+    clips, plates = select_data(*find_data(data_dir), clips, plates)
     workers = workers or min(4, os.cpu_count() or 1)
     methods = methods_for(engines)
     t0 = time.perf_counter()

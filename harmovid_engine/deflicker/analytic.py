@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from ..colour import LUMA_709
+from ..composite.gain import apply_log_gain
 
 # The local change's residual grid: 12 x 12 cells of ~13 px on the 160 px sample. Finer grids kept lowering the lut
 # jitter warping error on 6 of 7 clips (tl_ratio 2.42 at 3x3, 2.30 at 8x8, 2.24 at 12x12), flicker unchanged.
@@ -157,18 +158,6 @@ def alpha_roi(alphas, pad: int = 4):
         return None
     h, w = m.shape
     return max(0, xs.min() - pad), max(0, ys.min() - pad), min(w, xs.max() + 1 + pad), min(h, ys.max() + 1 + pad)
-
-
-def apply_log_gain(out: np.ndarray, roi, field: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
-    """``out`` with ``roi`` multiplied by ``exp(field)`` (field at the roi's size), weighted by ``alpha`` there."""
-    x0, y0, x1, y1 = roi
-    field = np.asarray(field, np.float32)
-    if alpha is not None:
-        a = np.ascontiguousarray(alpha[y0:y1, x0:x1], np.float32)
-        field = cv2.multiply(field, cv2.merge([a, a, a]))
-    res = out.copy()
-    res[y0:y1, x0:x1] = cv2.multiply(np.ascontiguousarray(out[y0:y1, x0:x1]), cv2.exp(field))
-    return res
 
 
 def sequence_samples(outputs, inputs, alphas, plates=None):

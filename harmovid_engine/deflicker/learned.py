@@ -34,7 +34,8 @@ import cv2
 import numpy as np
 
 from ..errors import ModelError
-from .analytic import RADIUS, AnalyticDeflicker, Sample, _norm_grey, apply_log_gain, sequence_samples
+from ..composite.gain import apply_log_gain
+from .analytic import RADIUS, AnalyticDeflicker, Sample, _norm_grey, sequence_samples
 
 FORMAT = "harmovid-learned-deflicker"
 VERSION = 1

@@ -15,13 +15,13 @@ import cv2
 import numpy as np
 
 from ..colour import from_linear, srgb_to_linear
-from ..engines import Engine, register_engine
+from ..engines import Engine
 from ..errors import HarmoVidError
 
 
 class DiffusionEngine(Engine):
     name = "harmovid"
-    sequence = True  # needs the whole clip before the first frame
+    needs_preparation = True  # the whole clip is denoised before the first frame
     defaults = {"checkpoint": "", "steps": 25, "overlap": 1, "seed": 0, "strength": 1.0, "device": "auto"}
 
     def __init__(self, settings: dict | None = None):
@@ -51,7 +51,8 @@ class DiffusionEngine(Engine):
     def prepared(self) -> bool:
         return self._fields is not None
 
-    def prepare(self, n: int, frame: Callable[[int], tuple], cancel=None, progress: Callable | None = None) -> None:
+    def prepare(self, n: int, frame: Callable[[int], tuple], cancel=None, progress: Callable | None = None,
+                preview: Callable | None = None) -> None:
         """Denoise the clip. ``frame(i)`` -> (talent linear (h, w, 3), alpha (h, w), plate under the talent (h, w, 3))."""
         import torch
 
@@ -78,8 +79,9 @@ class DiffusionEngine(Engine):
         def on_step(k, total, x0):
             if progress:
                 progress("denoising", k, total)
-            if self.preview is not None:
-                self.preview(k, total, x0)
+            show = preview or self.preview
+            if show is not None:
+                show(k, total, x0)
 
         out = harmonize_clip(m, model_video(comps), model_video(backs), torch.from_numpy(np.stack(masks)[:, None]),
                              steps=int(self.settings["steps"]), overlap=int(self.settings["overlap"]),
@@ -93,16 +95,16 @@ class DiffusionEngine(Engine):
         self._fields = np.stack(fields)
 
     def field(self, i: int) -> np.ndarray:
+        """(h, w, 3) log gain of frame i at the model's size, over the whole talent frame."""
         if self._fields is None:
             raise HarmoVidError("the diffusion engine was not prepared for this clip")
         return self._fields[min(i, len(self._fields) - 1)]
 
-    def apply(self, talent: np.ndarray, alpha: np.ndarray, params) -> np.ndarray:
-        if params is None:
-            return talent
-        h, w = alpha.shape
-        f = cv2.resize(params, (w, h), interpolation=cv2.INTER_LINEAR) * alpha[..., None]
-        return (talent * np.exp(f)).astype(np.float32)
+    def estimate(self, talent, alpha, plate, placement=(0.0, 0.0, 1.0), index: int | None = None):
+        if index is None:
+            raise HarmoVidError("the diffusion engine works on whole clips: it needs the frame's index")
+        return self.field(index)
 
-
-register_engine(DiffusionEngine)
+    def log_gain(self, shape: tuple[int, int], params):
+        h, w = shape
+        return (0, 0, w, h), cv2.resize(params, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -1,28 +1,37 @@
 """Harmonization engines, selectable by name (project render settings, ``harmovid render --engine NAME``).
 
-An engine turns the placed talent into talent lit like the plate. Interface::
+An engine looks at the talent (in its own pixels), its matte and the plate around it, and describes how the talent's
+light must change as a smooth **log-gain field** over a box of the talent. The render graph applies that field (with
+the deflicker's) in one finishing pass, so texture and matte edges stay the footage's. Interface::
 
-    engine = create_engine(name, settings)       # settings: dict of engine options
-    engine.radius                                 # temporal radius of the engine itself (0: per frame)
-    params = engine.estimate(talent, alpha, plate)    # per-frame parameters (small), or None
-    engine.apply(talent, alpha, params) -> talent     # (H, W, 3) float32 linear, canvas size
-    engine.harmonize(talent, alpha, plate, index)     # estimate + apply
+    engine = create_engine(name, settings)          # settings: dict of engine options
+    engine.contract                                 # radius, whole-clip preparation, what it reads and produces
+    engine.prepare(n, frame, cancel, progress)      # whole-clip engines only (needs_preparation), once per clip
+    params = engine.estimate(talent, alpha, plate, placement, index)   # per-frame parameters (small), or None
+    engine.log_gain((h, w), params) -> (box, field) # the change for a frame (or a resized copy) of size (h, w)
+    engine.apply(talent, alpha, params) -> talent   # the same change applied with numpy (small working copies)
+    engine.light(params) -> (direction, directionality)   # for the cast shadow
 
-``none`` leaves the talent unchanged (a plain composite).
+Engines are listed here explicitly (no registration by import side effect): adding one is a module with an
+``Engine`` subclass and one line in ``BUILTIN``. ``none`` leaves the talent unchanged (a plain composite).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+from collections.abc import Mapping
 
 import numpy as np
 
+from ..composite.gain import apply_log_gain
 from ..errors import HarmoVidError
+from ..stage import Contract
 
 
 class Engine:
     name = "base"
-    radius = 0
+    radius = 0  # temporal radius of the engine itself (0: per frame)
+    needs_preparation = False  # True: the whole clip is processed once before the first frame (``prepare``)
     defaults: dict = {}
 
     def __init__(self, settings: dict | None = None):
@@ -32,15 +41,45 @@ class Engine:
             raise HarmoVidError(f"engine '{self.name}' has no setting(s) {', '.join(sorted(unknown))}; "
                                 f"known: {', '.join(sorted(self.defaults)) or 'none'}")
 
-    def estimate(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, placement=(0.0, 0.0, 1.0)):
-        """Per-frame parameters. talent/alpha are in the talent's pixels, placed at ``(x, y, scale)`` on the plate."""
+    @property
+    def contract(self) -> Contract:
+        return Contract("harmonize", radius=self.radius, prepare=self.needs_preparation,
+                        reads=("talent", "alpha", "plate"), produces=("gain",))
+
+    @property
+    def prepared(self) -> bool:
+        return True
+
+    def prepare(self, n: int, frame, cancel=None, progress=None, preview=None) -> None:
+        """Whole-clip engines: process frames 0..n-1 once; ``frame(i)`` -> (talent linear (h, w, 3), alpha (h, w),
+        plate under the talent (h, w, 3)). ``preview(step, total, clip)`` receives intermediate results."""
+
+    def estimate(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, placement=(0.0, 0.0, 1.0),
+                 index: int | None = None):
+        """Per-frame parameters, or None for no change. talent/alpha are in the talent's pixels, placed at
+        ``placement = (x, y, scale)`` on the plate; ``index`` is the frame's number in the clip."""
+        return None
+
+    def log_gain(self, shape: tuple[int, int], params):
+        """((x0, y0, x1, y1), (y1 - y0, x1 - x0, 3) float32 log gain) for a frame of ``shape`` = (h, w): the frame
+        the parameters were estimated on or a resized copy; None: no change. Applied weighted by alpha."""
         return None
 
     def apply(self, talent: np.ndarray, alpha: np.ndarray, params) -> np.ndarray:
-        return talent
+        """``talent`` (h, w, 3) float32 linear with the engine's change (at the size of ``talent``)."""
+        if params is None:
+            return talent
+        gain = self.log_gain(alpha.shape, params)
+        if gain is None:
+            return talent
+        return apply_log_gain(talent, gain[0], gain[1], alpha)
+
+    def light(self, params) -> tuple[np.ndarray | None, float]:
+        """(dominant light direction (3,) or None, directionality 0..~1) of the plate, for the cast shadow."""
+        return None, 0.5
 
     def harmonize(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray, index: int) -> np.ndarray:
-        return self.apply(talent, alpha, self.estimate(talent, alpha, plate))
+        return self.apply(talent, alpha, self.estimate(talent, alpha, plate, index=index))
 
 
 class NoneEngine(Engine):
@@ -49,20 +88,43 @@ class NoneEngine(Engine):
     name = "none"
 
 
-ENGINES: dict[str, Callable[..., Engine]] = {"none": NoneEngine}
+# name -> the class, or "module:Class" imported when first asked for (torch-heavy engines load only when used)
+BUILTIN: dict[str, object] = {
+    "none": NoneEngine,
+    "analytic": "harmovid_engine.relight.engine:AnalyticEngine",
+    "harmovid": "harmovid_engine.diffusion.engine:DiffusionEngine",
+}
 
 
-def register_engine(cls) -> None:
-    ENGINES[cls.name] = cls
+class _Registry(Mapping):
+    """The engines by name; a class is imported when first looked up."""
+
+    def __init__(self, entries: dict):
+        self._entries = entries
+
+    def __getitem__(self, name: str):
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, cls = entry.partition(":")
+            entry = getattr(importlib.import_module(module), cls)
+            self._entries[name] = entry
+        return entry
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+ENGINES = _Registry(BUILTIN)
 
 
 def load_builtin_engines() -> None:
-    from .. import relight  # noqa: F401  (registers "analytic")
-    from ..diffusion import engine  # noqa: F401  (registers "harmovid")
+    """Kept for callers of the old registry: the engines are listed in ``BUILTIN``, nothing needs loading."""
 
 
 def create_engine(name: str, settings: dict | None = None) -> Engine:
-    load_builtin_engines()
     if name not in ENGINES:
         raise HarmoVidError(f"unknown engine '{name}' (available: {', '.join(sorted(ENGINES))})")
     return ENGINES[name](settings)

@@ -25,8 +25,7 @@ import cv2
 import numpy as np
 
 from ..colour import LUMA_709
-from ..deflicker.analytic import apply_log_gain
-from ..engines import Engine, register_engine
+from ..engines import Engine
 from .analysis import (PLATE_KEY_REF, analyse_plate, irradiance, log_image, matte_normals, plate_stats, skin_mask,
                        skin_posterior, talent_stats)
 
@@ -105,7 +104,8 @@ class AnalyticEngine(Engine):
 
     # -- estimation ---------------------------------------------------------------------------------------------
     def estimate(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray,
-                 placement: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> RelightParams | None:
+                 placement: tuple[float, float, float] = (0.0, 0.0, 1.0), index: int | None = None
+                 ) -> RelightParams | None:
         """talent/alpha are in the talent's own pixels, placed on the plate at ``placement = (x, y, scale)``
         (identity: they are canvas-aligned). The returned bbox is in talent pixels."""
         bbox = talent_bbox(alpha)
@@ -213,16 +213,7 @@ class AnalyticEngine(Engine):
             x1, y1 = max(x0 + 1, int(np.ceil(x1 * sx))), max(y0 + 1, int(np.ceil(y1 * sy)))
         return (x0, y0, x1, y1), cv2.resize(params.field(), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
 
-    def apply(self, talent: np.ndarray, alpha: np.ndarray, params: RelightParams | None) -> np.ndarray:
-        """Apply at the size of ``talent``: the frame the parameters were estimated on, or a resized copy of it."""
+    def light(self, params: RelightParams | None):
         if params is None:
-            return talent
-        bbox, field = self.log_gain(alpha.shape, params)
-        # Soft-edge pixels are part talent, part the talent's original background: relight only the talent part.
-        return apply_log_gain(talent, bbox, field, alpha)
-
-    def harmonize(self, talent, alpha, plate, index):
-        return self.apply(talent, alpha, self.estimate(talent, alpha, plate))
-
-
-register_engine(AnalyticEngine)
+            return None, 0.5
+        return params.light_dir, params.directionality

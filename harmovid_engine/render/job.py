@@ -72,19 +72,21 @@ def resolve_range(project: Project, n: int, start: int | None, end: int | None) 
 
 
 def _prepare_with_previews(comp: Compositor, cancel: CancelToken):
-    """Run ``comp.prepare_sequence`` in a thread and yield its denoising steps (with previews) as they come."""
-    engine = comp.engine
-    if not getattr(engine, "sequence", False) or engine.prepared:
+    """Run the graph's whole-clip preparations (``comp.prepare``) in a thread and yield their steps (with previews)
+    as they come."""
+    if not comp.needs_preparation:
         return
     import queue
 
     q: queue.Queue = queue.Queue()
     t0 = time.perf_counter()
-    engine.preview = lambda k, n, x0: q.put(("step", k, n, x0.numpy() if hasattr(x0, "numpy") else x0))
+
+    def preview(k, n, x0):
+        q.put(("step", k, n, x0.numpy() if hasattr(x0, "numpy") else x0))
 
     def work():
         try:
-            comp.prepare_sequence(cancel=cancel)
+            comp.prepare(cancel=cancel, preview=preview)
             q.put(("done",))
         except BaseException as exc:  # handed to the generator's thread
             q.put(("error", exc))
@@ -104,7 +106,6 @@ def _prepare_with_previews(comp: Compositor, cancel: CancelToken):
         if th.is_alive():  # the consumer stopped early (closed the generator): stop the denoising too
             cancel.cancel()
         th.join()
-        engine.preview = None
 
 
 class _Prefetcher:
