@@ -9,7 +9,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QVBoxLayout,
                                QWidget)
 
-from harmovid_engine.engines import ENGINES, load_builtin_engines
+from harmovid_engine.engines import ENGINES
 from harmovid_engine.project.model import DEFLICKER_METHODS
 
 from .commands import get_setting
@@ -53,7 +53,6 @@ class Inspector(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        load_builtin_engines()
         self.widgets: dict[str, QWidget] = {}
         lay = QVBoxLayout(self)
         for title, fields in FIELDS:
@@ -94,14 +93,14 @@ class Inspector(QWidget):
             w.valueChanged.connect(lambda v, k=key: self.edited.emit(k, float(v)))
         return w
 
-    def refresh(self, project) -> None:
-        """Show the project's values without emitting edits."""
+    def refresh(self, project, frame: int = 0) -> None:
+        """Show the project's values (placement at ``frame``, the playhead) without emitting edits."""
         self.setEnabled(project is not None)
         if project is None:
             return
         for key, w in self.widgets.items():
             try:
-                v = get_setting(project, key)
+                v = get_setting(project, key, frame)
             except KeyError:
                 continue
             enabled = True

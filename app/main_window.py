@@ -21,6 +21,7 @@ from .export_dialog import ExportDialog
 from .inspector import Inspector
 from .matte_tools import DownloadWorker, MattePanel, MatteTools, pick_checkpoint
 from .scope import FlickerScope
+from .session import Session
 from .timeline import Timeline
 from .viewer import VIEW_MODES, Viewer
 from .workers import PreviewWorker, ScopeWorker
@@ -49,6 +50,15 @@ def _warm_up_export_kernel() -> None:
 
 
 class MainWindow(QMainWindow):
+    @property
+    def frame(self) -> int:
+        """The playhead (the session's, not the project's)."""
+        return self.session.frame
+
+    @frame.setter
+    def frame(self, value: int) -> None:
+        self.session.frame = int(value)
+
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
         _warm_up_export_kernel()
@@ -57,7 +67,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.qsettings = settings or QSettings("HarmoVid", "HarmoVid Studio")
         self.project: Project | None = None
-        self.frame = 0
+        self.session = Session()
         self.frame_count = 1
         self.fps = 25.0
         self.talent_size = (1, 1)
@@ -295,7 +305,7 @@ class MainWindow(QMainWindow):
         self._autoload_sam()
         self.scope.reset(self.frame_count)
         self._sync_timeline()
-        self.inspector.refresh(proj)
+        self.inspector.refresh(proj, self.frame)
         self.viewer.set_zoom(None)
         self._add_recent(str(proj.folder))
         self._update_title()
@@ -442,15 +452,14 @@ class MainWindow(QMainWindow):
     def edit_setting(self, key: str, value) -> None:
         if self.project is None:
             return
-        self.project._current_frame = self.frame  # placement edits apply to the key at the playhead
-        old = get_setting(self.project, key)
+        old = get_setting(self.project, key, self.frame)  # placement edits apply to the key at the playhead
         if old == value:
             return
-        self.undo.push(SetSetting(self, key, old, value))
+        self.undo.push(SetSetting(self, key, old, value, frame=self.frame))
 
     def project_changed(self, what: str = "") -> None:
         """Called by commands after they changed the project."""
-        self.inspector.refresh(self.project)
+        self.inspector.refresh(self.project, self.frame)
         self.timeline.cached.clear()
         self._sync_timeline()
         self._update_status()
@@ -510,9 +519,8 @@ class MainWindow(QMainWindow):
         if self.project is None:
             return
         self.frame = max(0, min(self.frame_count - 1, int(frame)))
-        self.project._current_frame = self.frame
         if len(self.project.placement.keys) > 1:  # animated placement: show the values at the playhead
-            self.inspector.refresh(self.project)
+            self.inspector.refresh(self.project, self.frame)
         self.timeline.set_frame(self.frame)
         self.scope.set_frame(self.frame)
         self._update_status()
@@ -556,7 +564,7 @@ class MainWindow(QMainWindow):
             return
         self._rid += 1
         self._update_talent_rect()
-        self.worker.request(self._rid, self.frame, self.project)
+        self.worker.request(self._rid, self.frame, self.project, self.session.matte_revision)
 
     def _on_preview(self, rid, frame, pass_name, images):
         if frame != self.frame:

@@ -461,8 +461,7 @@ class MatteTools(QObject):
         self._matte_touched(edit.frame)
 
     def _matte_touched(self, frame=None):
-        p = self.w.project
-        p._matte_rev = getattr(p, "_matte_rev", 0) + 1
+        self.w.session.matte_revision += 1
         if self._stage is not None:
             self._stage.refresh_store()
             self._stage._raw.clear()

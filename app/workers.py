@@ -30,11 +30,11 @@ def _user_message(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def snapshot_key(project: Project) -> str:
+def snapshot_key(project: Project, matte_revision: int = 0) -> str:
     import json
 
-    # mattes live in files: edits bump the project's matte revision so cached previews are not reused
-    return json.dumps(project.to_dict(), sort_keys=True, default=str) + f"|matte{getattr(project, '_matte_rev', 0)}"
+    # mattes live in files: edits bump the session's matte revision so cached previews are not reused
+    return json.dumps(project.to_dict(), sort_keys=True, default=str) + f"|matte{matte_revision}"
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,9 @@ class PreviewWorker(QThread):
         self._cache: OrderedDict[tuple[str, int], dict] = OrderedDict()
         self._cache_frames = cache_frames
 
-    def request(self, rid: int, frame: int, project: Project) -> None:
+    def request(self, rid: int, frame: int, project: Project, matte_revision: int = 0) -> None:
         snap = copy.deepcopy(project)
-        req = PreviewRequest(rid, frame, snap, snapshot_key(snap))
+        req = PreviewRequest(rid, frame, snap, snapshot_key(snap, matte_revision))
         with self._cv:
             self._pending = req
             self._latest = rid

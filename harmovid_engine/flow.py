@@ -7,7 +7,8 @@ import numpy as np
 
 
 def grey_u8(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB uint8 or float in [0, 1] -> (H, W) uint8 grey (Rec.709 weights)."""
+    """(H, W, 3) RGB uint8 or float in [0, 1] -> (H, W) uint8 grey, with OpenCV's BT.601 weights (0.299, 0.587,
+    0.114): optical flow only needs a consistent grey, and matte propagation's thresholds were chosen on this one."""
     x = rgb[..., :3]
     if x.dtype != np.uint8:
         x = np.clip(x.astype(np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -268,3 +268,39 @@ def test_a_stale_or_oversized_saved_layout_still_gives_a_window_that_fits(qtbot,
     assert w.width() <= avail.width() and w.height() <= avail.height()
     w.undo.setClean()
     w.close()
+
+
+def test_undo_of_a_placement_edit_restores_the_key_it_changed_even_after_a_seek(qtbot, window, demo):
+    """A placement value edited at one frame and undone after seeking elsewhere restores that frame's key; edits at
+    different frames are separate undo steps (before: undo wrote the old value into a new key at the playhead, and
+    the two edits merged into one)."""
+    window.open_project(demo)
+    p = window.project
+    x0, y0, s0 = p.placement.at(0)
+    p.placement.set_key(60, x0 + 40, y0, s0)  # an animated placement: two keys
+    window.seek(0)
+    window.edit_setting("placement.x", x0 + 10)
+    window.seek(60)
+    window.edit_setting("placement.x", x0 + 70)
+    assert window.undo.count() == 2  # not merged across frames
+    assert [k.frame for k in p.placement.keys] == [0, 60]
+    window.seek(30)
+    window.undo.undo()  # the edit at frame 60
+    assert p.placement.at(60)[0] == pytest.approx(x0 + 40) and p.placement.at(0)[0] == pytest.approx(x0 + 10)
+    window.undo.undo()  # the edit at frame 0
+    assert p.placement.at(0)[0] == pytest.approx(x0) and p.placement.at(60)[0] == pytest.approx(x0 + 40)
+    assert sorted(k.frame for k in p.placement.keys) == [0, 60]  # no key made at the playhead (30)
+
+
+def test_an_edit_at_a_frame_without_a_key_is_undone_by_removing_the_key_it_made(qtbot, window, demo):
+    window.open_project(demo)
+    p = window.project
+    x0, y0, s0 = p.placement.at(0)
+    p.placement.set_key(60, x0 + 40, y0, s0)
+    window.seek(20)
+    window.edit_setting("placement.scale", s0 * 1.5)
+    assert sorted(k.frame for k in p.placement.keys) == [0, 20, 60]
+    window.seek(70)
+    window.undo.undo()
+    assert sorted(k.frame for k in p.placement.keys) == [0, 60]
+    assert not hasattr(p, "_current_frame")  # the playhead is the session's, not the project's
