@@ -307,3 +307,29 @@ def test_light_wrap_does_not_wrap_around_a_body_cut_by_a_black_bar():
     assert plain[row, cols].mean() > 0.1 and cut[row, cols].mean() < 0.2 * plain[row, cols].mean()
     side = (28 // f, 16 // f)  # the body's left edge still wraps
     assert plain[side] > 0.1 and abs(cut[side] - plain[side]) < 0.05 * plain[side]
+
+
+def test_deflicker_windows_stop_at_a_cut_in_the_plate():
+    """A moving plate that cuts (its light halves from one frame to the next) is not a lighting change to smooth
+    across: frames before the cut are corrected from their own shot only. (Before: the plate's -3 log change at the
+    cut, taken out of the talent's track, swung the talent's correction by up to +2.6 log units before it.)"""
+    from harmovid_engine.deflicker.analytic import LOCAL_SHAPE, ZERO, PairDelta
+
+    d = AnalyticDeflicker(16)
+    rng = np.random.default_rng(0)
+    n, cut = 60, 30
+    deltas = {}
+    for k in range(1, n):
+        glob = rng.normal(0, 0.004, 3).astype(np.float32)  # stable talent, small measurement noise
+        plate = np.zeros(3, np.float32)
+        if k == cut:  # the plate cuts to a darker shot; the engine follows it with a darker talent
+            glob, plate = np.full(3, -0.47, np.float32), np.full(3, -3.06, np.float32)
+        deltas[k] = PairDelta(glob, np.zeros(LOCAL_SHAPE, np.float32), plate, 0.9)
+    corr = [d.correction(deltas, t, 0, n - 1)[0] for t in range(n)]
+    assert max(np.abs(c).max() for c in corr) < 0.02  # jitter-sized corrections only, on both sides of the cut
+    assert d.shot(deltas, 29, 0, n - 1) == (0, 29) and d.shot(deltas, 30, 0, n - 1) == (30, n - 1)
+    # a gentle real change of the plate's light (a few hundredths a frame) is still followed, not cut
+    slow = {k: PairDelta(np.full(3, 0.02, np.float32), ZERO.local, np.full(3, 0.02, np.float32), 0.9)
+            for k in range(1, n)}
+    assert d.shot(slow, 30, 0, n - 1) == (0, n - 1)
+    assert np.abs(d.correction(slow, 30, 0, n - 1)[0]).max() < 1e-3

@@ -309,7 +309,8 @@ class LearnedDeflicker:
         res = []
         for t in range(n):
             out = base.apply(outputs[t], roi, *corr[t], alphas[t])
-            res.append(self.apply(out, roi, self.field(samples, t, 0, n - 1, deltas), alphas[t]))
+            first, last = base.shot(deltas, t, 0, n - 1)
+            res.append(self.apply(out, roi, self.field(samples, t, first, last, deltas), alphas[t]))
         return res
 
     def corrected_sample(self, s: Sample, glob, local) -> Sample:

@@ -215,11 +215,19 @@ class Compositor:
         x, y, s = self.placement(i)
         tw, th = self.talent_src.size
         w, h = size
-        f = w / tw  # talent pixels per output pixel of this map
-        # output pixel u (at scale f) sees plate pixel x + s * (u + 0.5) / f - 0.5
+        # A small map of a large part of the plate (the deflicker's 32 x 32 view of the plate's own lighting
+        # change, the light wrap's quarter-size maps) must average the plate pixels it covers, not point-sample
+        # them: sampled, a moving plate's texture aliases into a change of light that is not there (the deflicker
+        # then made a talent over a moving street flicker 25x more than without it). Such maps are warped at about
+        # one plate pixel per map pixel first, then area-averaged down.
+        step = s * tw / w  # plate pixels per map pixel
+        ww, wh = (w, h) if step <= 1.5 else (max(w, round(w * step)), max(h, round(h * step)))
+        f = ww / tw  # talent pixels per pixel of the warped map
+        # warped pixel u (at scale f) sees plate pixel x + s * (u + 0.5) / f - 0.5
         m = np.array([[s / f, 0, x + 0.5 * s / f - 0.5], [0, s / f, y + 0.5 * s / f - 0.5]], np.float64)
-        return cv2.warpAffine(self.plate_linear(i), m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.warpAffine(self.plate_linear(i), m, (ww, wh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE)
+        return out if (ww, wh) == (w, h) else cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
 
     # -- scheduling -----------------------------------------------------------------------------------------------
     @property

@@ -260,19 +260,20 @@ class DeflickerStage:
         t0 = self.timer.tick("deflicker", t0)
         if self.learned is not None:
             r = self.learned.net_radius
+            first, last = self.analytic.shot(deltas, i, 0, last)  # the network's window stops at a plate cut too
             window = {}
-            for k in range(max(0, i - r), min(last, i + r) + 1):
+            for k in range(max(first, i - r), min(last, i + r) + 1):
                 small = self._smalls.get(k)
                 if small is None:
                     s = self.sample(k)
                     if s is None:
                         continue
                     small = self.learned.small(
-                        self.learned.corrected_sample(s, *self.analytic.correction(deltas, k, 0, last)))
+                        self.learned.corrected_sample(s, *self.analytic.correction(deltas, k, first, last)))
                     self._smalls.put(k, small)
                 window[k] = small
             t0 = time.perf_counter()
-            f = self.learned.field(window, i, 0, last, deltas)
+            f = self.learned.field(window, i, first, last, deltas)
             if f is not None:
                 field += cv2.resize(f, (fw, fh), interpolation=cv2.INTER_LINEAR)
             self.timer.tick("deflicker (learned)", t0)
