@@ -333,3 +333,22 @@ def test_deflicker_windows_stop_at_a_cut_in_the_plate():
             for k in range(1, n)}
     assert d.shot(slow, 30, 0, n - 1) == (0, n - 1)
     assert np.abs(d.correction(slow, 30, 0, n - 1)[0]).max() < 1e-3
+
+
+def test_the_gain_box_of_a_resized_frame_stays_inside_it():
+    """The analytic engine's box scaled to a smaller frame (the finishing pass's quarter-size field) never reaches past
+    its edge, whatever the rounding (a talent touching the frame's bottom: 'operands could not be broadcast', 122 vs
+    123 rows, on a training clip)."""
+    from harmovid_engine.relight.engine import RelightParams
+
+    eng = create_engine("analytic")
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        fw, fh = int(rng.integers(20, 1000)), int(rng.integers(20, 1000))
+        x0, y0 = int(rng.integers(0, fw - 1)), int(rng.integers(0, fh - 1))
+        x1, y1 = int(rng.integers(x0 + 1, fw + 1)), int(rng.integers(y0 + 1, fh + 1))
+        params = RelightParams((x0, y0, x1, y1), np.zeros(3, np.float32), np.zeros((24, 24, 3), np.float32),
+                               np.array([0, 1, 0], np.float32), 0.5, (fw, fh))
+        w, h = max(8, -(-fw // 4)), max(8, -(-fh // 4))
+        (bx0, by0, bx1, by1), g = eng.log_gain((h, w), params)
+        assert 0 <= bx0 < bx1 <= w and 0 <= by0 < by1 <= h and g.shape == (by1 - by0, bx1 - bx0, 3)

@@ -17,7 +17,7 @@ import numpy as np
 from ..project import RenderSettings, create_project
 
 
-def render_settings(method: str) -> RenderSettings:
+def render_settings(method: str, engine_settings: dict | None = None) -> RenderSettings:
     """The render settings of a product row: ``ENGINE``, ``ENGINE+deflicker`` or ``ENGINE+learned-deflicker``.
     Shadows and light wrap are off (the protocols measure the talent's light, not what falls on the plate)."""
     engine, _, post = method.partition("+")
@@ -25,7 +25,7 @@ def render_settings(method: str) -> RenderSettings:
         raise ValueError(f"unknown method '{method}'")
     return RenderSettings(engine=engine, deflicker=bool(post),
                           deflicker_method="learned" if post == "learned-deflicker" else "analytic",
-                          shadow=False, light_wrap=False)
+                          shadow=False, light_wrap=False, engine_settings=dict(engine_settings or {}))
 
 
 def write_sequence(folder: Path, frames, prefix: str = "frame") -> Path:
@@ -58,12 +58,12 @@ class LutCase:
                               overwrite=True)
 
 
-def talent_layers(project, method: str) -> list[np.ndarray]:
+def talent_layers(project, method: str, engine_settings: dict | None = None) -> list[np.ndarray]:
     """The harmonized talent layer of every frame, (H, W, 3) float32 linear straight colour (what ``harmovid render
     --layer talent`` writes), from the render graph with ``method``'s settings."""
     from ..render import Compositor
 
-    project.render = render_settings(method)
+    project.render = render_settings(method, engine_settings)
     with Compositor(project) as comp:
         comp.streaming()
         return [comp.frame(i, "talent")[0] for i in range(comp.frame_count)]

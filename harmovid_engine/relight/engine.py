@@ -210,7 +210,9 @@ class AnalyticEngine(Engine):
         if (fw, fh) != (w, h):
             sx, sy = w / fw, h / fh
             x0, y0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
-            x1, y1 = max(x0 + 1, int(np.ceil(x1 * sx))), max(y0 + 1, int(np.ceil(y1 * sy)))
+            # within the frame: x1 * sx can land a hair above a whole number (float) and ceil one past the edge
+            x0, y0 = min(x0, w - 1), min(y0, h - 1)
+            x1, y1 = min(w, max(x0 + 1, int(np.ceil(x1 * sx)))), min(h, max(y0 + 1, int(np.ceil(y1 * sy))))
         return (x0, y0, x1, y1), cv2.resize(params.field(), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
 
     def light(self, params: RelightParams | None):
