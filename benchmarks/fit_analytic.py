@@ -101,12 +101,13 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "fit_analytic.json"))
+    ap.add_argument("--grid", help='JSON list of settings to measure instead of the grid, e.g. \'[{"colour_weight": 0.33}]\'')
     args = ap.parse_args()
     from harmovid_engine.bench.run import _run_jobs, find_data
 
     clips, _ = find_data(Path(args.data))
     fit, held = split(clips)
-    grid = settings_grid()
+    grid = json.loads(args.grid) if args.grid else settings_grid()
     t0 = time.perf_counter()
     rows = {}
     for name, res in _run_jobs(clip_cases, {c: (args.data, c, args.frames, grid) for c in clips}, args.workers):
@@ -118,7 +119,7 @@ def main() -> int:
     best = min(table, key=lambda t: t["fit"]["score"])
     from harmovid_engine.relight.engine import AnalyticEngine
 
-    shipped = {k: AnalyticEngine.defaults[k] for k in GRID}
+    shipped = {k: AnalyticEngine.defaults[k] for k in (grid[0] if args.grid else GRID)}
     result = {"data": args.data, "frames": args.frames, "fit_clips": fit, "held_out_clips": held,
               "objective": "mean log(fmse/fmse_composite) + 0.25 max log(fmse/fmse_composite)",
               "shipped": shipped, "best": best, "table": table, "cases": rows,

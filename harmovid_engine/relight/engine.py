@@ -7,7 +7,8 @@ Per frame, at low resolution:
    most likely looks like at normal exposure under the plate's illuminant. That comes from a two-mode skin prior
    (light-to-medium and dark skin, each with its luminance and chroma: dark skin is not brightened toward a light
    norm) weighed against the measurement in a Bayesian way (``exposure_error`` / ``white_balance_error``: how far
-   off talent footage typically is); ``colour`` / ``intensity`` scale the correction (1 = the default amount);
+   off talent footage typically is); ``colour`` / ``intensity`` scale the correction (``colour`` 1 = the default amount;
+   ``intensity`` is 0 by default, see its setting);
 3. replace the talent's directional shading (an order-1 fit on its normals) by the plate's SH irradiance on the same
    normals (``direction`` strength), coloured by the plate's light;
 4. the result is a smooth per-pixel gain field (3 channels) on a coarse grid over the talent; it is upsampled and
@@ -78,7 +79,11 @@ class AnalyticEngine(Engine):
     name = "analytic"
     defaults = {
         "colour": 1.0,  # strength of white-balance adaptation (0 off, 1 default, up to 2)
-        "intensity": 1.0,  # strength of exposure adaptation
+        # Strength of exposure adaptation (the skin prior's pull and the plate's key), 0 by default: fitted on
+        # train/, every strength above 0 did more harm than good on held-out talent (at 1, the value chosen on the
+        # report clips, 56 % of held-out cases came out worse than the untouched composite, the worst 34x; at 0,
+        # 52 %, the worst 9.3x, with colour_weight 0.33). An editor can still dial it in (Inspector > Intensity).
+        "intensity": 0.0,
         "direction": 1.0,  # strength of the directional relight (1: the plate's shading replaces the talent's)
         # The relight is gated by how directional/coloured the plate's light is (order-1 SH over order-0, worst
         # channel): below ``direction_gate_low`` the plate's light is too diffuse to tell a direction and the talent
@@ -89,7 +94,10 @@ class AnalyticEngine(Engine):
         # posterior weighs the measurement against the prior with these.
         "exposure_error": 0.5,
         "white_balance_error": 0.2,
-        "colour_weight": 0.67,  # share of the posterior's white-balance correction applied at strength 1
+        # Share of the skin prior's white-balance correction applied at strength 1. Fitted on ../shared/data/train
+        # (benchmarks/fit_analytic.py: lut_static through the render graph, 30 clips fitted, 9 held out;
+        # docs/bench/fit_analytic_grid.json): 0.33 (it was 0.67, chosen on the report clips).
+        "colour_weight": 0.33,
         "intensity_weight": 1.0,  # share of the posterior's exposure correction applied at strength 1
         "plate_adaptation": 0.35,  # how much of the plate's illuminant colour the talent takes on
         "key_adaptation": 0.5,  # how much a darker/brighter plate darkens/brightens the talent (per log unit)
