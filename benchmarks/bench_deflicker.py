@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from harmovid_engine.colour import srgb_to_linear  # noqa: E402
 from harmovid_engine.deflicker import AnalyticDeflicker  # noqa: E402
 from harmovid_engine.deflicker.learned import LearnedDeflicker  # noqa: E402
-from harmovid_engine.engines import create_engine, load_builtin_engines  # noqa: E402
+from harmovid_engine.engines import create_engine  # noqa: E402
 
 
 def main() -> int:
@@ -54,7 +54,6 @@ def main() -> int:
         talents.append(srgb_to_linear(canvas.astype(np.float32) / 255))
         alphas.append(acanvas)
     plate = srgb_to_linear(np.full((H, W, 3), 0.4, np.float32))
-    load_builtin_engines()
     eng = create_engine("analytic")
     per_frame = [eng.harmonize(t, a, plate, i) for i, (t, a) in enumerate(zip(talents, alphas))]
     n = len(per_frame)

@@ -405,9 +405,7 @@ def _add_render_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .engines import ENGINES, load_builtin_engines
-
-    load_builtin_engines()
+    from .engines import ENGINES
 
     parser = argparse.ArgumentParser(prog="harmovid", description="HarmoVid: relightful video portrait harmonization.")
     parser.add_argument("--version", action="version", version=f"harmovid {__version__}")

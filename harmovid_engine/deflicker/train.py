@@ -80,9 +80,8 @@ def prepare_clip(data: Path, name: str, cfg: DeflickerConfig, ts: TrainSettings,
     import cv2
 
     from ..colour import srgb_to_linear
-    from ..engines import create_engine, load_builtin_engines
+    from ..engines import create_engine
 
-    load_builtin_engines()
     frames = _read_clip(data / "clips" / f"{name}.mp4", ts.frames, ts.work_side)
     if len(frames) < 2 * cfg.radius + 2:
         raise HarmoVidError(f"clip '{name}' is too short to train on ({len(frames)} frames)")

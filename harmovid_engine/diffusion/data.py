@@ -94,9 +94,8 @@ def load_plates(data: Path, cfg: DiffusionConfig) -> list[np.ndarray]:
 
 
 def analytic_harmonizer():
-    from ..engines import create_engine, load_builtin_engines
+    from ..engines import create_engine
 
-    load_builtin_engines()
     eng = create_engine("analytic")
     return lambda talent, alpha, plate: eng.harmonize(talent, alpha, plate, 0)
 

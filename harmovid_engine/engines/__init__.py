@@ -120,10 +120,6 @@ class _Registry(Mapping):
 ENGINES = _Registry(BUILTIN)
 
 
-def load_builtin_engines() -> None:
-    """Kept for callers of the old registry: the engines are listed in ``BUILTIN``, nothing needs loading."""
-
-
 def create_engine(name: str, settings: dict | None = None) -> Engine:
     if name not in ENGINES:
         raise HarmoVidError(f"unknown engine '{name}' (available: {', '.join(sorted(ENGINES))})")

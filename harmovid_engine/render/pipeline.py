@@ -171,7 +171,7 @@ class Compositor:
         k = self.plate_index(i)
         hit = self._plate_lin.get(k)
         if hit is None:
-            t0 = _now()
+            t0 = time.perf_counter()
             with self._media_lock:
                 hit, _ = self.plate_src.read_linear(k)
             if self.scale != 1.0:
@@ -197,7 +197,7 @@ class Compositor:
         hit = self._talents.get(i)
         if hit is not None:
             return hit
-        t0 = _now()
+        t0 = time.perf_counter()
         with self._media_lock:
             lin, alpha = self.matte.talent_linear(i)
         self._timer.tick("decode+matte", t0)
@@ -380,10 +380,6 @@ class Compositor:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _now() -> float:
-    return time.perf_counter()
 
 
 class _LazyStraight:
