@@ -7,7 +7,9 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QProgressBar, QPushButton, QVBoxLayout)
+                               QMessageBox, QProgressBar, QPushButton, QVBoxLayout)
+
+from harmovid_engine.render.destination import DestinationError, DestinationExists, check_destination
 
 from .workers import ExportWorker
 
@@ -97,8 +99,25 @@ class ExportDialog(QDialog):
         start = end = None
         if self.range.currentData() == "inout":
             start, end = proj.in_point, proj.out_point
+        # the destination is checked before anything runs: never the project, its footage or a stranger's file
+        # unless the editor says so
+        overwrite = False
+        try:
+            check_destination(proj, self.dest.text(), self.format.currentData())
+        except DestinationExists as exc:
+            answer = self.window.ask("Replace file?", f"{exc}\n\nReplace it with this export?",
+                                     QMessageBox.Yes | QMessageBox.Cancel, QMessageBox.Cancel)
+            if answer != QMessageBox.Yes:
+                self.status.setText("Not exported: choose another destination")
+                return
+            overwrite = True
+        except DestinationError as exc:
+            self.status.setText("Not exported: choose another destination")
+            self.window.show_error("Cannot export there", str(exc))
+            return
         self.worker = ExportWorker(proj, self.dest.text(), self.format.currentData(), start, end,
-                                   scale=self.size.currentData(), layer=self.layer.currentData(), parent=self)
+                                   scale=self.size.currentData(), layer=self.layer.currentData(), parent=self,
+                                   overwrite=overwrite)
         self.worker.progress.connect(self._progress)
         self.worker.denoising.connect(self._denoising)
         self.worker.finished_ok.connect(self._finished)

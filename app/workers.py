@@ -169,9 +169,10 @@ class ExportWorker(QThread):
     cancelled = Signal()
 
     def __init__(self, project: Project, output: str, fmt: str, start: int | None, end: int | None,
-                 scale: float = 1.0, layer: str = "composite", parent=None):
+                 scale: float = 1.0, layer: str = "composite", parent=None, overwrite: bool = False):
         super().__init__(parent)
         self.project = copy.deepcopy(project)
+        self.overwrite = overwrite
         self.output, self.fmt, self.start_frame, self.end_frame = output, fmt, start, end
         self.scale, self.layer = scale, layer
         self.token = CancelToken()
@@ -182,7 +183,8 @@ class ExportWorker(QThread):
     def run(self) -> None:
         try:
             for p in render(self.project, self.output, fmt=self.fmt, layer=self.layer, start=self.start_frame,
-                            end=self.end_frame, cancel=self.token, scale=self.scale):
+                            end=self.end_frame, cancel=self.token, scale=self.scale,
+                            overwrite=self.overwrite):
                 if p.phase == "denoising":  # a whole-clip engine runs first: show the clip forming
                     img = None
                     if p.preview is not None and len(p.preview):

@@ -51,37 +51,16 @@ def clip_cases(data_dir: str, name: str, frames: int, grid: list[dict]) -> list[
     import cv2
 
     cv2.setNumThreads(1)
-    from harmovid_engine.bench.graph import LutCase, talent_layers
-    from harmovid_engine.bench.metrics import mse
-    from harmovid_engine.bench.protocols import clean_plate, composite_codes, draw_static, load_clip, perturb
-    from harmovid_engine.bench.run import _composite_lin, to_codes
-    from harmovid_engine.colour import srgb_to_linear
+    from harmovid_engine.bench.graph import talent_layers
+    from harmovid_engine.bench.run import LutClip
 
-    clip = load_clip(Path(data_dir), name, frames)
-    T = len(clip.frames)
-    alpha_u8 = np.round(clip.alpha * 255.0).astype(np.uint8)
-    alphas = list(alpha_u8.astype(np.float32) / 255.0)
-    plates = [clean_plate(clip.frames[t], alphas[t]) for t in range(T)]
-    plates_lin = [srgb_to_linear(p.astype(np.float32) / 255.0) for p in plates]
-    fg = [a > 0.5 for a in alphas]
-    refs = [f.astype(np.float32) for f in clip.frames]
     rows = []
     with tempfile.TemporaryDirectory(prefix="harmovid-fit-") as tmp:
-        case = LutCase(Path(tmp), alpha_u8, plates)
-        for k in range(3):
-            p = draw_static(name, k)
-            codes = [np.clip(np.round(composite_codes(clip.frames[t], perturb(clip.frames[t], p), alphas[t])), 0,
-                             255).astype(np.uint8) for t in range(T)]
-            talents = [srgb_to_linear(c.astype(np.float32) / 255.0) for c in codes]
-
-            def fmse(harmonized):
-                outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, alphas, plates_lin)]
-                return float(np.mean([mse(o, i, m) for o, i, m in zip(outs, refs, fg)]))
-
-            project = case.project(f"k{k}", codes)
-            row = {"clip": name, "k": k, "composite": fmse(talents), "settings": []}
+        clip = LutClip(Path(data_dir), name, frames, Path(tmp), jitter=False, ssim=False)
+        for draw in clip.draws("lut_static"):
+            row = {"clip": name, "k": draw.k, "composite": draw.measure(draw.talents)["fmse"], "settings": []}
             for s in grid:
-                row["settings"].append(fmse(talent_layers(project, "analytic", s)))
+                row["settings"].append(draw.measure(talent_layers(draw.project(), "analytic", s))["fmse"])
             rows.append(row)
     return rows
 

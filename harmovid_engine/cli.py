@@ -119,8 +119,8 @@ def cmd_render(args) -> int:
     previous = signal.signal(signal.SIGTERM, lambda *_: cancel.cancel())
     bar = dbar = None
     try:
-        for p in render(proj, out, fmt=fmt, layer=args.layer, start=args.start, end=args.end, cancel=cancel,
-                        audio=not args.no_audio):
+        for p in render(proj, args.output, fmt=fmt, layer=args.layer, start=args.start, end=args.end, cancel=cancel,
+                        audio=not args.no_audio, overwrite=args.overwrite):
             if p.phase == "denoising":
                 if dbar is None:
                     dbar = _progress(p.total, "denoising", not args.quiet)
@@ -443,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=int, help="last frame, inclusive (default: out point or last frame)")
     p.add_argument("--engine", choices=sorted(ENGINES), help="override the project's engine")
     p.add_argument("--no-audio", action="store_true", help="do not carry the talent's audio")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing movie file that is not an earlier render of this tool (earlier renders "
+                        "are replaced without it; the project, its footage and folders of other files never are)")
     p.add_argument("--checkpoint", help="diffusion checkpoint folder for --engine harmovid")
     _add_render_flags(p)
     p.set_defaults(func=cmd_render)

@@ -161,6 +161,29 @@ def test_cancelled_export_leaves_no_file(qtbot, window, demo, tmp_path):
     assert "nothing was written" in dlg.status.text()
 
 
+def test_export_asks_before_replacing_a_file_it_did_not_write_and_refuses_the_project(qtbot, window, demo, tmp_path,
+                                                                                     monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.export_dialog import ExportDialog
+
+    window.open_project(demo)
+    asked, errors = [], []
+    monkeypatch.setattr(window, "ask", lambda *a: asked.append(a[1]) or QMessageBox.Cancel)
+    monkeypatch.setattr(window, "show_error", lambda title, msg: errors.append(msg))
+    dlg = ExportDialog(window)
+    theirs = tmp_path / "theirs.mp4"
+    theirs.write_bytes(b"someone's film")
+    dlg.dest.setText(str(theirs))
+    dlg.start()
+    assert asked and "not written by HarmoVid" in asked[0] and dlg.worker is None
+    assert theirs.read_bytes() == b"someone's film" and "Not exported" in dlg.status.text()
+    dlg.dest.setText(str(window.project.folder / "inside.mp4"))
+    dlg.start()
+    assert dlg.worker is None and errors and "inside the project folder" in errors[0]
+    assert not (window.project.folder / "inside.mp4").exists()
+
+
 def test_recover_after_a_crash(qtbot, tmp_path, demo, monkeypatch):
     from app.main_window import MainWindow
 

@@ -58,12 +58,18 @@ class LutCase:
                               overwrite=True)
 
 
-def talent_layers(project, method: str, engine_settings: dict | None = None) -> list[np.ndarray]:
+def talent_layers(project, method: str, engine_settings: dict | None = None,
+                  render: dict | None = None) -> list[np.ndarray]:
     """The harmonized talent layer of every frame, (H, W, 3) float32 linear straight colour (what ``harmovid render
-    --layer talent`` writes), from the render graph with ``method``'s settings."""
+    --layer talent`` writes), from the render graph with ``method``'s settings; ``render`` overrides further render
+    settings by name (``{"deflicker_radius": 8}``), as ``harmovid render --set`` would."""
     from ..render import Compositor
 
     project.render = render_settings(method, engine_settings)
+    for key, value in (render or {}).items():
+        if not hasattr(project.render, key):
+            raise ValueError(f"unknown render setting '{key}'")
+        setattr(project.render, key, value)
     with Compositor(project) as comp:
         comp.streaming()
         return [comp.frame(i, "talent")[0] for i in range(comp.frame_count)]

@@ -82,64 +82,99 @@ def _composite_lin(h, a, b):
 
 
 # -- lut protocols -------------------------------------------------------------------------------------------------
+class LutDraw:
+    """One (clip, protocol, k) case of a lut protocol: the recoloured talent (linear, from the 8-bit codes a clip
+    holds), the render-graph project that holds it (``project()``, written on first use) and the metrics of any
+    harmonized talent layer against the real clip (``measure``)."""
+
+    def __init__(self, clip: "LutClip", proto: str, k: int):
+        self.clip, self.proto, self.k = clip, proto, k
+        c = clip.clip
+        T = len(c.frames)
+        pert = draw_jitter(c.name, k, T) if proto == "lut_jitter" else [draw_static(c.name, k)] * T
+        self.codes = [np.clip(np.round(composite_codes(c.frames[t], perturb(c.frames[t], pert[t]), clip.alphas[t])),
+                              0, 255).astype(np.uint8) for t in range(T)]
+        self.talents = [srgb_to_linear(x.astype(np.float32) / 255.0) for x in self.codes]
+        self._project = None
+
+    def project(self):
+        if self._project is None:
+            self._project = self.clip.case.project(f"{self.proto}_{self.k}", self.codes)
+        return self._project
+
+    def measure(self, harmonized) -> dict:
+        """mse, fmse, psnr, fpsnr, ssim (+ flicker and tl_ratio on lut_jitter) of ``harmonized`` talent layers
+        composited over the inpainted plate with the matte."""
+        c = self.clip
+        outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, c.alphas, c.plates_lin)]
+        f_mse = [mse(o, i) for o, i in zip(outs, c.refs)]
+        f_fmse = [mse(o, i, m_) for o, i, m_ in zip(outs, c.refs, c.fg)]
+        row = {
+            "clip": c.clip.name, "k": self.k,
+            "mse": float(np.mean(f_mse)), "fmse": float(np.mean(f_fmse)),
+            "psnr": float(np.mean([psnr_from_mse(v) for v in f_mse])),
+            "fpsnr": float(np.mean([psnr_from_mse(v) for v in f_fmse])),
+        }
+        if c.ssim_refs is not None:
+            row["ssim"] = float(np.mean([r.ssim(o) for o, r in zip(outs, c.ssim_refs)]))
+        if self.proto == "lut_jitter":
+            row["flicker"] = flicker(outs, c.refs, c.fg)
+            row["tl_ratio"] = c.warp_ref.error(outs) / max(c.e_ref, 1e-9)
+        return row
+
+
+class LutClip:
+    """A clip of the lut protocols, loaded and inpainted once, with its matte and plate as media in ``folder``
+    (``bench/graph.py``): ``draws(proto)`` gives its three cases. The matte is the 8-bit one the graph reads back."""
+
+    def __init__(self, data_dir: Path, name: str, frames: int, folder: Path, jitter: bool, ssim: bool = True):
+        from .graph import LutCase
+
+        self.clip = clip = load_clip(data_dir, name, frames)
+        T = len(clip.frames)
+        alpha_u8 = np.round(clip.alpha * 255.0).astype(np.uint8)
+        self.alphas = list(alpha_u8.astype(np.float32) / 255.0)
+        plates = [clean_plate(clip.frames[t], self.alphas[t]) for t in range(T)]
+        self.plates_lin = [srgb_to_linear(p.astype(np.float32) / 255.0) for p in plates]
+        self.fg = [a > 0.5 for a in self.alphas]
+        self.refs = [f.astype(np.float32) for f in clip.frames]
+        self.warp_ref = WarpReference(self.refs, self.fg) if jitter else None
+        self.e_ref = self.warp_ref.error(self.refs) if jitter else None
+        self.ssim_refs = [SsimReference(i) for i in self.refs] if ssim else None
+        # the real clip as the talent layer: what a perfect harmonizer would hand over
+        self.ideal = [srgb_to_linear(f.astype(np.float32) / 255.0) for f in clip.frames]
+        self.case = LutCase(folder, alpha_u8, plates)
+
+    def draws(self, proto: str) -> list[LutDraw]:
+        return [LutDraw(self, proto, k) for k in range(3)]
+
+
 def _lut_clip(data_dir: Path, name: str, frames: int, methods: list[str], which: tuple[str, ...]) -> dict:
     """Rows {protocol: {method: [row per k]}} for one clip; the clip is loaded and inpainted once for both.
 
     Each draw's talent (the recoloured composite, rounded to 8-bit codes as a clip holds them), the clip's matte and
     its inpainted plate are handed to the render graph as temporary media; engine and deflicker rows are the talent
     layer it renders, composited back over the plate with the matte."""
-    from .graph import LutCase, talent_layers
+    from .graph import talent_layers
 
     rows = methods + [IDEAL]
     per_case = {p: {m: [] for m in rows} for p in which}
-    clip = load_clip(data_dir, name, frames)
-    T = len(clip.frames)
-    alpha_u8 = np.round(clip.alpha * 255.0).astype(np.uint8)
-    alphas = list(alpha_u8.astype(np.float32) / 255.0)  # exactly the matte the graph reads back
-    plates = [clean_plate(clip.frames[t], alphas[t]) for t in range(T)]
-    plates_lin = [srgb_to_linear(p.astype(np.float32) / 255.0) for p in plates]
-    fg = [a > 0.5 for a in alphas]
-    refs = [f.astype(np.float32) for f in clip.frames]
-    warp_ref = WarpReference(refs, fg) if "lut_jitter" in which else None
-    e_ref = warp_ref.error(refs) if warp_ref else None
-    ssim_refs = [SsimReference(i) for i in refs]
-    # the real clip as the talent layer: what a perfect harmonizer would hand over
-    ideal = [srgb_to_linear(f.astype(np.float32) / 255.0) for f in clip.frames]
     with tempfile.TemporaryDirectory(prefix="harmovid-bench-") as tmp:
-        case = LutCase(Path(tmp), alpha_u8, plates)
+        clip = LutClip(data_dir, name, frames, Path(tmp), jitter="lut_jitter" in which)
         for proto in which:
-            jitter = proto == "lut_jitter"
-            for k in range(3):
-                pert = draw_jitter(name, k, T) if jitter else [draw_static(name, k)] * T
-                codes = [np.clip(np.round(composite_codes(clip.frames[t], perturb(clip.frames[t], pert[t]),
-                                                          alphas[t])), 0, 255).astype(np.uint8) for t in range(T)]
-                talents = [srgb_to_linear(c.astype(np.float32) / 255.0) for c in codes]
-                project = case.project(f"{proto}_{k}", codes) if any(
-                    m not in BASELINES and m != "composite" for m in methods) else None
+            for draw in clip.draws(proto):
                 for m in rows:
                     t0 = time.perf_counter()
                     if m == IDEAL:
-                        harmonized = ideal
+                        harmonized = clip.ideal
                     elif m == "composite":
-                        harmonized = talents
+                        harmonized = draw.talents
                     elif m in BASELINES:
-                        harmonized = run_baseline(m, talents, alphas, plates_lin, clip.fps)
+                        harmonized = run_baseline(m, draw.talents, clip.alphas, clip.plates_lin, clip.clip.fps)
                     else:
-                        harmonized = talent_layers(project, m)
-                    outs = [to_codes(_composite_lin(h, a, b)) for h, a, b in zip(harmonized, alphas, plates_lin)]
-                    f_mse = [mse(o, i) for o, i in zip(outs, refs)]
-                    f_fmse = [mse(o, i, m_) for o, i, m_ in zip(outs, refs, fg)]
-                    row = {
-                        "clip": name, "k": k,
-                        "mse": float(np.mean(f_mse)), "fmse": float(np.mean(f_fmse)),
-                        "psnr": float(np.mean([psnr_from_mse(v) for v in f_mse])),
-                        "fpsnr": float(np.mean([psnr_from_mse(v) for v in f_fmse])),
-                        "ssim": float(np.mean([r.ssim(o) for o, r in zip(outs, ssim_refs)])),
-                        "seconds": time.perf_counter() - t0,
-                    }
-                    if jitter:
-                        row["flicker"] = flicker(outs, refs, fg)
-                        row["tl_ratio"] = warp_ref.error(outs) / max(e_ref, 1e-9)
+                        harmonized = talent_layers(draw.project(), m)
+                    row = draw.measure(harmonized)
+                    row["seconds"] = time.perf_counter() - t0
                     per_case[proto][m].append(row)
     return per_case
 
@@ -325,7 +360,7 @@ def measure_render_fps(data_dir, clips, plates, frames, engines, log) -> dict:
                     proj.render.engine, proj.render.deflicker = e, deflick
                     n = min(frames, _clip_len(data_dir, name))
                     t0 = time.perf_counter()
-                    for _ in render(proj, Path(tmp) / "o.mp4", fmt="h264", end=n - 1):
+                    for _ in render(proj, Path(tmp) / "o.mp4", fmt="h264", end=n - 1, overwrite=True):
                         pass
                     total_time += time.perf_counter() - t0
                     total_frames += n
@@ -388,7 +423,8 @@ def run_speed(data_dir: Path, clips: list[str], plates: list[Path], engines: lis
                 t0 = time.perf_counter()
                 with Compositor(proj) as comp:  # closed even when a render fails
                     comp.streaming()
-                    for _ in render(proj, tmp / "render.mp4", fmt="h264", end=n - 1, compositor=comp):
+                    for _ in render(proj, tmp / "render.mp4", fmt="h264", end=n - 1, compositor=comp,
+                                      overwrite=True):
                         pass
                     renders.append(time.perf_counter() - t0)
                     for k, v in comp.timings.items():

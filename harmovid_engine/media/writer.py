@@ -8,6 +8,7 @@ Audio from the talent clip can be muxed into H.264 and ProRes outputs.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
@@ -26,6 +27,11 @@ from ..errors import MediaError
 from .ffmpeg import ffmpeg_exe, last_error_line, widen_pipe
 
 FEED_FRAMES = 2  # frames queued for the encoder's pipe
+# What marks a render as this tool's, so that a later render may replace it and nothing else
+# (``render/destination.py``): the container comment of every movie, and a file in every PNG render's folder listing
+# the frames written there.
+RENDER_TAG = "HarmoVid Studio render"
+MARKER = ".harmovid-render.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -125,7 +131,7 @@ class FFmpegWriter(FrameWriter):
         if has_audio:
             args += ["-map", "1:a:0?", *self.audio_codec]
         args += self.video_args()
-        args += ["-f", self.container, str(self._tmp)]
+        args += ["-metadata", f"comment={RENDER_TAG}", "-f", self.container, str(self._tmp)]
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=self._stderr)
         widen_pipe(self._proc.stdin)
         # Frames go through the pipe from a feeder thread, so computing the next frame overlaps with the encoder
@@ -323,11 +329,19 @@ class PngSequenceWriter(FrameWriter):
         if self._closed:
             return
         self._closed = True
+        try:
+            frames = sorted(e.name for e in os.scandir(self._tmp) if e.name.endswith(".png"))
+            (self._tmp / MARKER).write_text(json.dumps({"tool": RENDER_TAG, "frames": frames}) + "\n",
+                                            encoding="utf-8")
+        except OSError as exc:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise MediaError(f"cannot finish the frames in '{self.path.parent}' ({exc.strerror or exc})") from None
         _publish_mode(self._tmp, directory=True)
-        if self.path.exists():
-            if not self.path.is_dir():
+        if os.path.lexists(self.path):
+            if not self.path.is_dir() or (any(os.scandir(self.path)) and not is_png_render(self.path)):
                 shutil.rmtree(self._tmp, ignore_errors=True)
-                raise MediaError(f"'{self.path}' exists and is not a folder")
+                raise MediaError(f"'{self.path}' is not an empty folder or an earlier PNG render of this tool: "
+                                 "nothing was replaced")
             old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
             os.replace(self.path, old)
             os.replace(self._tmp, self.path)
@@ -340,6 +354,17 @@ class PngSequenceWriter(FrameWriter):
             return
         self._closed = True
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def is_png_render(folder: Path) -> bool:
+    """True when ``folder`` is a PNG render of this tool holding nothing it did not write (its marker lists it)."""
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        frames = set(marker["frames"])
+        names = {e.name for e in os.scandir(folder)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return names <= frames | {MARKER}
 
 
 def open_writer(fmt: str, path, width: int, height: int, fps, audio: AudioSource | None = None,

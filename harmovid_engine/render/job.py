@@ -24,6 +24,7 @@ from ..composite.fast import one_thread
 from ..errors import Cancelled, HarmoVidError
 from ..media.writer import FORMATS, AudioSource, open_writer
 from ..project import Project
+from .destination import check_destination
 from .pipeline import LAYERS, Compositor
 
 
@@ -145,8 +146,12 @@ class _Prefetcher:
 def render(project: Project, output: str | Path, fmt: str | None = None, layer: str | None = None,
            start: int | None = None, end: int | None = None, cancel: CancelToken | None = None,
            engine: str | None = None, audio: bool = True, yield_frames: bool = False,
-           compositor: Compositor | None = None, scale: float = 1.0) -> Iterator[RenderProgress]:
-    """Render frames [start, end] (inclusive; default the project's in/out or the whole clip) to ``output``."""
+           compositor: Compositor | None = None, scale: float = 1.0,
+           overwrite: bool = False) -> Iterator[RenderProgress]:
+    """Render frames [start, end] (inclusive; default the project's in/out or the whole clip) to ``output``.
+
+    ``output`` is checked first (``destination.check_destination``): never the project, its footage or something
+    this tool did not write; ``overwrite`` allows replacing an existing movie file that is not a previous render."""
     fmt = fmt or project.render.format
     layer = layer or project.render.layer
     if fmt not in FORMATS:
@@ -155,6 +160,7 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
         raise HarmoVidError(f"unknown layer '{layer}' (choose {', '.join(LAYERS)})")
     if layer == "talent" and fmt == "h264":
         raise HarmoVidError("H.264 has no alpha channel: render the talent layer as prores4444 or png")
+    check_destination(project, output, fmt, overwrite)
     cancel = cancel or CancelToken()
     own = compositor is None
     comp = compositor or Compositor(project, engine=engine, scale=scale)
