@@ -21,6 +21,7 @@ FIELDS = [
         ("engine.colour", "Colour", "float", (0.0, 2.0, 0.1)),
         ("engine.intensity", "Intensity", "float", (0.0, 2.0, 0.1)),
         ("engine.direction", "Direction", "float", (0.0, 2.0, 0.1)),
+        ("engine.plate_adaptation", "Plate colour", "float", (0.0, 1.0, 0.05)),
     ]),
     ("Shadow", [
         ("render.shadow", "Cast shadow", "bool", None),

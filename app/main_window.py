@@ -422,7 +422,7 @@ class MainWindow(QMainWindow):
         if self.project is not None and not self.undo.isClean():
             try:
                 self.project.autosave()
-            except OSError as exc:
+            except (OSError, HarmoVidError) as exc:
                 self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
 
     def _app_state(self, state):

@@ -26,10 +26,29 @@ def user_data_dir() -> Path:
     return Path(base) / "harmovid"
 
 
+# What a copy of the demo may hold besides the bundled files: what the Studio and the CLI write into a project.
+_DEMO_WRITES = {"mattes", "cache", "project.autosave.json"}
+
+
+def is_demo_copy(folder: Path) -> bool:
+    """True when ``folder`` is a copy of the bundled demo holding nothing else (its attribution file, the bundled
+    entries and what a project writes); only such a folder may be replaced by ``copy_demo(overwrite=True)``."""
+    src = bundled_demo()
+    try:
+        if (folder / "ATTRIBUTION.md").read_bytes() != (src / "ATTRIBUTION.md").read_bytes():
+            return False
+        names = {e.name for e in os.scandir(folder)}
+    except OSError:
+        return False
+    allowed = {e.name for e in os.scandir(src)} | _DEMO_WRITES
+    return all(n in allowed or (n.startswith(".project.json.") and n.endswith(".tmp")) for n in names)
+
+
 def copy_demo(dest: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
     """Copy the bundled demo project to ``dest`` (default: the user data folder) so it can be edited and rendered.
 
-    An existing copy is kept (your edits survive) unless ``overwrite``.
+    An existing copy is kept (your edits survive) unless ``overwrite``, which replaces a copy of the demo and nothing
+    else: a folder holding anything that is not the demo's is refused.
     """
     src = bundled_demo()
     if not (src / "project.json").exists():
@@ -37,7 +56,16 @@ def copy_demo(dest: str | os.PathLike | None = None, overwrite: bool = False) ->
     dest = Path(dest) if dest else user_data_dir() / "demo"
     if (dest / "project.json").exists() and not overwrite:
         return dest
-    if dest.exists() and overwrite:
-        shutil.rmtree(dest)
+    if dest.exists():
+        if not dest.is_dir():
+            raise HarmoVidError(f"'{dest}' exists and is not a folder")
+        if any(os.scandir(dest)) and not is_demo_copy(dest):
+            raise HarmoVidError(f"'{dest}' holds files that are not the demo's: copy the demo into an empty or new "
+                                "folder (nothing was changed)")
+        for e in list(os.scandir(dest)):  # only demo entries are here (checked above)
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("cache", "project.autosave.json"), dirs_exist_ok=True)
     return dest

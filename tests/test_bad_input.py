@@ -122,3 +122,119 @@ def test_check_destination_is_one_rule_for_every_caller(project, tmp_path):
     with pytest.raises(DestinationExists):
         check_destination(project, other, "prores4444")
     assert check_destination(project, other, "prores4444", overwrite=True) == other.resolve()
+
+
+def _mattes(proj):
+    return {p.name: p.read_bytes() for p in sorted(proj.mattes_dir.iterdir())}
+
+
+@pytest.mark.parametrize("bad", ["zero", "broken", "interrupt"])
+def test_new_force_keeps_the_old_project_and_its_mattes_when_the_new_one_fails(project, tmp_path, bad, monkeypatch):
+    from harmovid_engine.errors import HarmoVidError
+    from harmovid_engine.project import Project
+
+    before_json = (project.folder / "project.json").read_bytes()
+    before = _mattes(project)
+    assert len(before) == 6
+    src = tmp_path / "new.alpha.npz"
+    progress = None
+    if bad == "zero":
+        np.savez_compressed(src, alpha=np.zeros((6, 96, 160), np.uint8))
+    elif bad == "broken":
+        src.write_bytes(b"PK\x03\x04 truncated")
+    else:
+        np.savez_compressed(src, alpha=np.full((6, 96, 160), 200, np.uint8))
+
+        def progress(done, total):
+            if done == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises((HarmoVidError, KeyboardInterrupt)):
+        create_project(project.folder, project.talent_path, project.plate_path, matte=str(src), overwrite=True,
+                       progress=progress)
+    assert (project.folder / "project.json").read_bytes() == before_json
+    assert _mattes(Project.open(project.folder)) == before
+    assert sorted(p.name for p in project.folder.iterdir()) == ["mattes", "project.json"]
+
+
+def test_new_force_replaces_the_mattes_and_keeps_other_files(project, tmp_path):
+    (project.folder / "notes.txt").write_text("mine")
+    src = tmp_path / "new.alpha.npz"
+    np.savez_compressed(src, alpha=np.full((6, 96, 160), 200, np.uint8))
+    proj = create_project(project.folder, project.talent_path, project.plate_path, matte=str(src), overwrite=True)
+    assert proj.matte.source == "stored" and (project.folder / "notes.txt").read_text() == "mine"
+    from harmovid_engine.matte import MatteStore
+
+    assert MatteStore(proj.mattes_dir).get(0).min() > 0.7
+    assert sorted(p.name for p in project.folder.iterdir()) == ["mattes", "notes.txt", "project.json"]
+
+
+def test_demo_force_replaces_a_demo_copy_and_refuses_any_other_folder(tmp_path, capsys):
+    theirs = tmp_path / "work"
+    theirs.mkdir()
+    (theirs / "edit.prproj").write_text("a day's work")
+    assert cli.main(["demo", str(theirs), "--force"]) == 2
+    assert "not the demo's" in capsys.readouterr().err and (theirs / "edit.prproj").read_text() == "a day's work"
+    demo = tmp_path / "demo"
+    assert cli.main(["demo", str(demo)]) == 0
+    (demo / "mattes").mkdir(exist_ok=True)
+    (demo / "project.json").write_text("{}")  # an edit to throw away
+    assert cli.main(["demo", str(demo), "--force"]) == 0
+    assert (demo / "project.json").read_text() != "{}"
+
+
+# -- one validation of every setting ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("mutate, why", [
+    (lambda d: d.update(schema=True), "schema"),
+    (lambda d: d["talent"].update(path=["a", "b"]), "talent"),
+    (lambda d: d["placement"][0].update(scale=float("nan")), "placement scale"),
+    (lambda d: d["placement"][0].update(scale=0), "placement scale"),
+    (lambda d: d["placement"][0].update(scale=-2), "placement scale"),
+    (lambda d: d["matte"].update(feather=-50), "matte feather"),
+    (lambda d: d["matte"].update(choke=1e9), "matte choke"),
+    (lambda d: d["render"].update(deflicker="../etc/passwd"), "deflicker"),
+    (lambda d: d["render"].update(crf=999), "crf"),
+    (lambda d: d["render"].update(engine_settings={"colour": "abc"}), "colour"),
+    (lambda d: d["render"].update(engine_settings={"colour": float("inf")}), "colour"),
+    (lambda d: d["render"].update(engine=["analytic"]), "engine"),
+    (lambda d: d.update(in_point=-3), "in_point"),
+])
+def test_nonsense_in_a_project_file_is_refused_on_open_and_never_saved(project, mutate, why):
+    import json
+
+    from harmovid_engine.errors import ProjectError
+    from harmovid_engine.project import Project
+
+    d = project.to_dict()
+    mutate(d)
+    (project.folder / "project.json").write_text(json.dumps(d))
+    with pytest.raises(ProjectError, match=why.split()[0]):
+        Project.open(project.folder)
+
+
+@pytest.mark.parametrize("value", ["NaN", "1e308", "abc", "-1"])
+def test_set_nonsense_is_refused_and_new_saves_nothing(tmp_path, project, value, capsys):
+    out = tmp_path / "p2"
+    rc = cli.main(["new", str(out), "--fg", str(project.talent_path), "--plate", str(project.plate_path),
+                   "--set", f"colour={value}", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "colour" in err and not out.exists(), err
+    rc, err = render_cli(project, tmp_path / "o.mp4", "--set", f"colour={value}", capsys=capsys)
+    assert rc == 2 and "colour" in err and not (tmp_path / "o.mp4").exists()
+
+
+def test_save_refuses_a_project_that_would_not_open(project):
+    from harmovid_engine.errors import ProjectError
+    from harmovid_engine.project import Project
+
+    before = (project.folder / "project.json").read_bytes()
+    for change in (lambda p: setattr(p.render, "crf", 999), lambda p: p.render.engine_settings.update(colour=None),
+                   lambda p: setattr(p.placement.keys[0], "scale", 0.0)):
+        proj = Project.open(project.folder)
+        change(proj)
+        with pytest.raises(ProjectError, match="cannot save"):
+            proj.save()
+        with pytest.raises(ProjectError, match="cannot autosave"):
+            proj.autosave()
+    assert (project.folder / "project.json").read_bytes() == before
+    assert not proj.autosave_file.exists()

@@ -23,6 +23,8 @@ class DiffusionEngine(Engine):
     name = "harmovid"
     needs_preparation = True  # the whole clip is denoised before the first frame
     defaults = {"checkpoint": "", "steps": 25, "overlap": 1, "seed": 0, "strength": 1.0, "device": "auto"}
+    limits = {"steps": (1, 1000), "overlap": (0, 64), "seed": (0, 2 ** 31 - 1), "strength": (0.0, 2.0)}
+    choices = {"device": ("auto", "cpu", "cuda")}
 
     def __init__(self, settings: dict | None = None):
         super().__init__(settings)

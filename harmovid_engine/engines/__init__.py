@@ -28,18 +28,69 @@ from ..errors import HarmoVidError
 from ..stage import Contract
 
 
+NUMERIC_BOUND = 1e6
+
+
+def setting_problems(label: str, value, default, limits=None, choices=None) -> list[str]:
+    """Problems of one setting's ``value`` judged by its ``default``'s type: a number must be a finite real number
+    (an int where the default is an int; never a bool), within ``limits`` (lo, hi); a bool must be a bool; a string a
+    string, one of ``choices`` when given."""
+    import math
+
+    if isinstance(default, bool):
+        return [] if isinstance(value, bool) else [f"{label} must be true or false, not {value!r}"]
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return [f"{label} must be a number, not {value!r}"]
+        if not math.isfinite(value):
+            return [f"{label} must be a finite number, not {value!r}"]
+        if isinstance(default, int) and not float(value).is_integer():
+            return [f"{label} must be a whole number, not {value!r}"]
+        lo, hi = limits or (-NUMERIC_BOUND, NUMERIC_BOUND)
+        if not lo <= value <= hi:
+            return [f"{label} must be between {lo} and {hi}, not {value!r}"]
+        return []
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            return [f"{label} must be text, not {value!r}"]
+        if choices and value not in choices:
+            return [f"{label} must be one of {', '.join(choices)}, not {value!r}"]
+    return []
+
+
 class Engine:
     name = "base"
     radius = 0  # temporal radius of the engine itself (0: per frame)
     needs_preparation = False  # True: the whole clip is processed once before the first frame (``prepare``)
     defaults: dict = {}
+    # (low, high) of numeric settings; a numeric setting not listed must be finite and within +-NUMERIC_BOUND
+    limits: dict = {}
+    choices: dict = {}  # allowed values of string settings that are not free text (paths)
 
     def __init__(self, settings: dict | None = None):
+        bad = self.problems(settings)
+        if bad:
+            raise HarmoVidError("; ".join(bad))
         self.settings = {**self.defaults, **(settings or {})}
-        unknown = set(self.settings) - set(self.defaults)
+
+    @classmethod
+    def problems(cls, settings: dict | None) -> list[str]:
+        """What is wrong with ``settings`` for this engine (empty when all is well): unknown names, wrong types,
+        numbers that are not finite or out of range. The one check behind the CLI's ``--set``, project load and save,
+        the Studio and the engine itself."""
+        if settings is None:
+            return []
+        if not isinstance(settings, dict):
+            return [f"engine settings must be a mapping of name to value, not {type(settings).__name__}"]
+        unknown = sorted(set(settings) - set(cls.defaults), key=str)
         if unknown:
-            raise HarmoVidError(f"engine '{self.name}' has no setting(s) {', '.join(sorted(unknown))}; "
-                                f"known: {', '.join(sorted(self.defaults)) or 'none'}")
+            return [f"engine '{cls.name}' has no setting(s) {', '.join(map(str, unknown))}; "
+                    f"known: {', '.join(sorted(cls.defaults)) or 'none'}"]
+        out = []
+        for k, v in settings.items():
+            out += setting_problems(f"engine setting {k}", v, cls.defaults[k], cls.limits.get(k),
+                                    cls.choices.get(k))
+        return out
 
     @property
     def contract(self) -> Contract:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import MediaError, ProjectError
 from ..media import open_source
@@ -18,6 +21,10 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
     matte: a matte file or folder to import into ``mattes/`` (``.alpha.npz``, image sequence, matte video);
     key: ``green`` | ``blue`` | ``auto`` for a chroma key. Without either, the talent's own alpha channel is used if
     it has one, else the talent is opaque (a matte can be made later). Nothing is left behind on failure.
+
+    Replacing a project (``overwrite``) builds the new mattes in a staging folder beside the old ones and swaps them
+    in only after everything succeeded: a bad matte, an error or Ctrl+C leaves the old project and its mattes as they
+    were. Other files in the folder (footage kept there, renders) are never touched.
     """
     from ..matte import ChromaKeySettings, MatteStore, detect_black_bars, read_matte_frames
     from ..matte.chroma import ChromaKeyer, garbage_box
@@ -35,7 +42,9 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
         raise MediaError(f"the talent '{Path(talent).name}' is a still image; talent must be a clip or sequence")
     plate_info = probe(plate)
     created_folder = not folder.exists()
+    replacing = (folder / "project.json").exists()
     folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".mattes.new-{os.getpid()}" if replacing else None
     try:
         proj = Project(folder, talent=None, plate=None, render=render or RenderSettings())
         proj.talent = proj.make_ref(talent)
@@ -43,15 +52,18 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
         proj.placement = Placement.default((talent_info.width, talent_info.height),
                                            (plate_info.width, plate_info.height))
         proj.matte = MatteSettings()
-        store = MatteStore(proj.mattes_dir)
-        if overwrite:
-            store.clear()
+        store = MatteStore(staging or proj.mattes_dir)
         if matte:
             n = talent_info.frame_count
+            seen = False
             for i, a in enumerate(read_matte_frames(matte, talent_info.width, talent_info.height, n)):
+                seen = seen or bool(np.any(a))
                 store.put(i, a)
                 if progress:
                     progress(i + 1, n)
+            if not seen:
+                raise ProjectError(f"the matte '{Path(matte).name}' is empty on every frame (it would hide the "
+                                   "talent): check that it is the right file")
             proj.matte.source = "stored"
             proj.matte.imported_from = str(Path(matte).absolute())
         elif key:
@@ -71,9 +83,34 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
             proj.matte.source = "alpha"
         else:
             proj.matte.source = "none"
-        proj.save()
+        if staging is not None:
+            _swap_in_mattes(proj, staging)
+        else:
+            proj.save()
         return proj
     except BaseException:  # nothing is left behind, whatever went wrong
         if created_folder:
             shutil.rmtree(folder, ignore_errors=True)
+        elif staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _swap_in_mattes(proj: Project, staging: Path) -> None:
+    """Replace an existing project's mattes by ``staging`` and save the project over the old one (atomically each)."""
+    old = proj.folder / f".mattes.old-{os.getpid()}"
+    mattes = proj.mattes_dir
+    staging.mkdir(exist_ok=True)  # a project without mattes still gets an empty folder in place of the old ones
+    if mattes.exists():
+        os.replace(mattes, old)
+    try:
+        os.replace(staging, mattes)
+        proj.save()
+    except BaseException:  # put the old mattes back: the old project.json still describes them
+        if old.exists():
+            if mattes.exists():
+                os.replace(mattes, staging)
+            os.replace(old, mattes)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(proj.folder / "cache", ignore_errors=True)  # disposable, and made for the old footage

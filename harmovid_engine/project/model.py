@@ -107,15 +107,24 @@ class RenderSettings:
     engine_settings: dict = field(default_factory=dict)
 
     def problems(self) -> list[str]:
-        """What is out of range (empty when all is well): checked on ``--set``, ``harmovid new`` and opening."""
+        """What is wrong (empty when all is well): every field's type and range, the engine's name and its settings
+        (checked by the engine). The one check behind ``--set``, ``harmovid new``, opening, saving and the Studio."""
+        from ..engines import ENGINES, setting_problems
+
         out = []
-        for k, (lo, hi) in RENDER_LIMITS.items():
+        defaults = RenderSettings()
+        for k in self.__dataclass_fields__:
+            if k in ("engine", "engine_settings"):
+                continue
             v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                out.append(f"{k} must be between {lo} and {hi}, not {v!r}")
-        for k, allowed in RENDER_CHOICES.items():
-            if getattr(self, k) not in allowed:
-                out.append(f"{k} must be one of {', '.join(map(str, allowed))}, not {getattr(self, k)!r}")
+            bad = setting_problems(k, v, getattr(defaults, k), RENDER_LIMITS.get(k), RENDER_CHOICES.get(k))
+            if not bad and k in RENDER_CHOICES and v not in RENDER_CHOICES[k]:  # numbers with choices: 8 or 16
+                bad = [f"{k} must be one of {', '.join(map(str, RENDER_CHOICES[k]))}, not {v!r}"]
+            out += bad
+        if not isinstance(self.engine, str) or self.engine not in ENGINES:
+            out.append(f"engine must be one of {', '.join(sorted(ENGINES))}, not {self.engine!r}")
+        else:
+            out += ENGINES[self.engine].problems(self.engine_settings)
         return out
 
 
@@ -127,6 +136,9 @@ RENDER_LIMITS = {
     "shadow_softness": (0.0, 0.3),
     "light_wrap_strength": (0.0, 1.0),
 }
+# Ranges of the matte's edge settings (the Inspector offers the same) and its sources.
+MATTE_LIMITS = {"choke": (-20.0, 20.0), "feather": (0.0, 20.0), "temporal_radius": (0, 8)}
+MATTE_SOURCES = ("key", "alpha", "stored", "none")
 LAYERS = ("composite", "talent")  # what a render writes: the composite, or the harmonized talent with its matte
 DEFLICKER_METHODS = ("analytic", "learned")  # learned: the analytic stage refined by the learned model
 RENDER_CHOICES = {
@@ -238,7 +250,7 @@ class Project:
         if not isinstance(d, dict) or "schema" not in d:
             raise ProjectError(f"'{source}' is not a HarmoVid project file")
         version = d["schema"]
-        if not isinstance(version, int):
+        if type(version) is not int or version < 1:  # (a bool is an int to Python: "schema": true is not 1)
             raise ProjectError(f"'{source}' has an invalid schema version {version!r}")
         if version > SCHEMA_VERSION:
             raise ProjectError(f"this project was saved by a newer HarmoVid (project schema {version}, this version "
@@ -262,10 +274,10 @@ class Project:
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ProjectError(f"'{source}' is damaged or incomplete ({type(exc).__name__}: {exc})") from None
-        bad = proj.render.problems()
+        bad = proj.problems()
         if bad:
-            raise ProjectError(f"'{source}' has render settings out of range ({'; '.join(bad)}); correct them in the "
-                               "file. Nothing was changed.")
+            raise ProjectError(f"'{source}' has settings that are wrong or out of range ({'; '.join(bad)}); correct "
+                               "them in the file. Nothing was changed.")
         proj.created = d.get("created", proj.created)
         return proj
 
@@ -284,12 +296,15 @@ class Project:
         return cls.from_dict(folder, _read_json(f), PROJECT_FILE)
 
     def save(self) -> None:
-        """Atomically write ``project.json`` and drop the autosave (it is now older than the save)."""
+        """Atomically write ``project.json`` and drop the autosave (it is now older than the save). A project with
+        wrong settings is refused (:class:`ProjectError`): it would not open again."""
+        self.check("save")
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.file, self.to_dict())
         self.autosave_file.unlink(missing_ok=True)
 
     def autosave(self) -> None:
+        self.check("autosave")
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.autosave_file, self.to_dict())
 
@@ -309,6 +324,44 @@ class Project:
 
     def copy(self) -> "Project":
         return copy.deepcopy(self)
+
+    def problems(self) -> list[str]:
+        """Everything wrong with this project's settings (empty when all is well): what opening refuses and what
+        ``save()`` will not write (a project that would not open is never written)."""
+        from ..engines import setting_problems
+
+        out = []
+        for role, ref in (("talent", self.talent), ("plate", self.plate)):
+            if not isinstance(ref, MediaRef) or not isinstance(ref.path, str) or not ref.path \
+                    or not isinstance(ref.absolute, str) or "\0" in ref.path + ref.absolute:
+                out.append(f"{role} must name a media file")
+        m, md = self.matte, MatteSettings()
+        if m.source not in MATTE_SOURCES:
+            out.append(f"matte source must be one of {', '.join(MATTE_SOURCES)}, not {m.source!r}")
+        for k, lim in MATTE_LIMITS.items():
+            out += setting_problems(f"matte {k}", getattr(m, k), getattr(md, k), lim)
+        for k, kind in (("key", dict), ("imported_from", str), ("keyframes", list), ("review", dict)):
+            if not isinstance(getattr(m, k), kind):
+                out.append(f"matte {k} must be a {kind.__name__}, not {getattr(m, k)!r}")
+        if isinstance(m.keyframes, list) and not all(type(f) is int and f >= 0 for f in m.keyframes):
+            out.append("matte keyframes must be frame numbers")
+        for key in self.placement.keys:
+            if type(key.frame) is not int or key.frame < 0:
+                out.append(f"placement key frame must be a frame number, not {key.frame!r}")
+            for k, lim in (("x", None), ("y", None), ("scale", (1e-3, 1e3))):
+                out += setting_problems(f"placement {k}", getattr(key, k), 0.0, lim)
+        for k in ("in_point", "out_point"):
+            v = getattr(self, k)
+            if v is not None and (type(v) is not int or v < 0):
+                out.append(f"{k} must be a frame number or empty, not {v!r}")
+        if not isinstance(self.name, str):
+            out.append(f"name must be text, not {self.name!r}")
+        return out + self.render.problems()
+
+    def check(self, action: str = "save") -> None:
+        bad = self.problems()
+        if bad:
+            raise ProjectError(f"cannot {action} the project: {'; '.join(bad)}")
 
 
 def _known(cls, d: dict):
