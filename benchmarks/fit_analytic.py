@@ -1,6 +1,6 @@
 """Fit the analytic engine's prior weights on ``../shared/data/train`` (never on the report set), through the product.
 
-    python benchmarks/fit_analytic.py [--data ../shared/data/train] [--frames 8] [--out docs/bench/fit_analytic.json]
+    python benchmarks/fit_analytic.py [--stage prior|light] [--data ../shared/data/train] [--frames 8] [--out F.json]
 
 The lut_static protocol of EVALUATION.md (three seeded draws per clip) is run on the training clips, each case handed
 to the render graph as ``harmovid render`` would take it (``bench/graph.py``), once per candidate setting of the
@@ -27,11 +27,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# The candidates: the weights with which the skin prior and the plate pull the talent (the constants the issue says
-# were chosen on the report clips), around the shipped defaults.
-GRID = {
-    "intensity_weight": [0.0, 0.33, 0.67, 1.0],
-    "colour_weight": [0.0, 0.33, 0.67, 1.0],
+# The candidates, in two stages. "prior": the weights with which the skin prior pulls the talent (the constants the
+# issue says were chosen on the report clips), around the old defaults (docs/bench/fit_analytic_grid.json). "light":
+# with stage one's result, how much of the plate's light the talent takes on: the plate's illuminant colour and the
+# directional relight (docs/bench/fit_analytic_light.json).
+GRIDS = {
+    "prior": {
+        "intensity_weight": [0.0, 0.33, 0.67, 1.0],
+        "colour_weight": [0.0, 0.33, 0.67, 1.0],
+    },
+    "light": {
+        "intensity_weight": [0.0],
+        "colour_weight": [0.33],
+        "plate_adaptation": [0.0, 0.15, 0.35],
+        "direction": [0.0, 0.5, 1.0],
+    },
 }
 
 
@@ -41,9 +51,10 @@ def split(clips: list[str]) -> tuple[list[str], list[str]]:
     return [c for i, c in enumerate(clips) if i % 4 != 3], [c for i, c in enumerate(clips) if i % 4 == 3]
 
 
-def settings_grid() -> list[dict]:
-    keys = list(GRID)
-    return [dict(zip(keys, v)) for v in itertools.product(*(GRID[k] for k in keys))]
+def settings_grid(stage: str) -> list[dict]:
+    grid = GRIDS[stage]
+    keys = list(grid)
+    return [dict(zip(keys, v)) for v in itertools.product(*(grid[k] for k in keys))]
 
 
 def clip_cases(data_dir: str, name: str, frames: int, grid: list[dict]) -> list[dict]:
@@ -79,14 +90,15 @@ def main() -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "train"))
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "fit_analytic.json"))
+    ap.add_argument("--out", help="results (default docs/bench/fit_analytic_STAGE.json)")
+    ap.add_argument("--stage", choices=sorted(GRIDS), default="light", help="which grid (default: light)")
     ap.add_argument("--grid", help='JSON list of settings to measure instead of the grid, e.g. \'[{"colour_weight": 0.33}]\'')
     args = ap.parse_args()
     from harmovid_engine.bench.run import _run_jobs, find_data
 
     clips, _ = find_data(Path(args.data))
     fit, held = split(clips)
-    grid = json.loads(args.grid) if args.grid else settings_grid()
+    grid = json.loads(args.grid) if args.grid else settings_grid(args.stage)
     t0 = time.perf_counter()
     rows = {}
     for name, res in _run_jobs(clip_cases, {c: (args.data, c, args.frames, grid) for c in clips}, args.workers):
@@ -98,12 +110,13 @@ def main() -> int:
     best = min(table, key=lambda t: t["fit"]["score"])
     from harmovid_engine.relight.engine import AnalyticEngine
 
-    shipped = {k: AnalyticEngine.defaults[k] for k in (grid[0] if args.grid else GRID)}
+    shipped = {k: AnalyticEngine.defaults[k] for k in grid[0]}
     result = {"data": args.data, "frames": args.frames, "fit_clips": fit, "held_out_clips": held,
               "objective": "mean log(fmse/fmse_composite) + 0.25 max log(fmse/fmse_composite)",
               "shipped": shipped, "best": best, "table": table, "cases": rows,
               "seconds": time.perf_counter() - t0}
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    out = Path(args.out or ROOT / "docs" / "bench" / f"fit_analytic_{'grid' if args.stage == 'prior' else args.stage}.json")
+    out.write_text(json.dumps(result, indent=1) + "\n")
     ship = next((t for t in table if t["settings"] == shipped), None)
     for label, t in (("shipped", ship), ("best on fit", best)):
         if t:

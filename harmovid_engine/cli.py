@@ -52,10 +52,13 @@ def cmd_new(args) -> int:
         bar.update(done - bar.n)
 
     key = args.key
+    notes = []
     proj = create_project(args.project, args.fg, args.plate, matte=args.matte, key=key, render=settings,
-                          overwrite=args.force, progress=progress)
+                          overwrite=args.force, progress=progress, note=notes.append)
     if bar is not None:
         bar.close()
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
     if proj.matte.source == "none" and not args.quiet:
         print("note: no matte given and the talent has no alpha channel; the talent is opaque until you make a matte "
               "(--key or --matte)", file=sys.stderr)
@@ -169,6 +172,10 @@ def cmd_info(args) -> int:
         if not info["missing_media"]:
             info["talent_info"] = probe(proj.talent_path).describe()
             info["plate_info"] = probe(proj.plate_path).describe()
+    elif p.name.endswith((".alpha.npz", ".npz", ".npy")):
+        from .matte.imported import describe_matte
+
+        info = describe_matte(p)
     else:
         info = probe(p).describe()
     if args.json:

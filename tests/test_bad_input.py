@@ -238,3 +238,43 @@ def test_save_refuses_a_project_that_would_not_open(project):
             proj.autosave()
     assert (project.folder / "project.json").read_bytes() == before
     assert not proj.autosave_file.exists()
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 255.0), (np.float64, 1.0), (np.int32, 255.0),
+                                          (np.int64, 65535.0), (np.uint16, 65535.0)])
+def test_mattes_in_any_dtype_keep_their_soft_edges(tmp_path, dtype, scale):
+    from harmovid_engine.matte import read_matte_frames
+
+    ramp = np.tile(np.linspace(0, 1, 160), (96, 1))
+    arr = np.repeat((ramp * scale)[None], 3, 0).astype(dtype)
+    np.savez_compressed(tmp_path / "m.alpha.npz", alpha=arr)
+    frames = list(read_matte_frames(tmp_path / "m.alpha.npz", 160, 96, 3))
+    tol = 1e-3 if np.issubdtype(dtype, np.floating) else 1.0 / scale + 1e-4  # (ints truncate)
+    assert np.abs(frames[1] - ramp).max() < tol  # soft, not binarised
+    bad = arr.astype(np.float64)
+    bad[0, 0, 0] = np.nan
+    np.savez_compressed(tmp_path / "nan.alpha.npz", alpha=bad)
+    with pytest.raises(Exception, match="not numbers"):
+        list(read_matte_frames(tmp_path / "nan.alpha.npz", 160, 96, 3))
+
+
+def test_a_matte_of_another_size_is_resized_with_a_note(project, tmp_path, capsys):
+    small = np.repeat(np.full((48, 80), 255, np.uint8)[None], 6, 0)
+    np.savez_compressed(tmp_path / "half.alpha.npz", alpha=small)
+    rc = cli.main(["new", str(tmp_path / "p3"), "--fg", str(project.talent_path), "--plate", str(project.plate_path),
+                   "--matte", str(tmp_path / "half.alpha.npz"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "80x48" in err and "resized" in err
+
+
+def test_info_reads_a_matte(tmp_path, capsys):
+    import json
+
+    arr = np.zeros((4, 96, 160), np.uint8)
+    arr[1:, 20:70, 40:120] = 255
+    np.savez_compressed(tmp_path / "m.alpha.npz", alpha=arr)
+    assert cli.main(["info", str(tmp_path / "m.alpha.npz"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["frames"], info["width"], info["height"], info["empty_frames"]) == (4, 160, 96, 1)
+    (tmp_path / "bad.alpha.npz").write_bytes(b"junk")
+    assert cli.main(["info", str(tmp_path / "bad.alpha.npz")]) == 2

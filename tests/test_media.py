@@ -109,6 +109,11 @@ def test_prores_4444_alpha_round_trip(tmp_path):
     rgb, alpha = src.read_linear(3)
     assert alpha is not None and np.abs(alpha - ramp).max() < 2e-3
     assert decode_index(src.read(3)) == 3
+    # full BT.709 tags (matrix, primaries, transfer), as the H.264 files carry: ffmpeg shows "bt709" once for all
+    from harmovid_engine.media.ffmpeg import run_ffmpeg
+
+    stream = [ln for ln in run_ffmpeg(["-i", str(path)]).stderr.decode().splitlines() if "Video:" in ln][0]
+    assert "(tv, bt709, progressive)" in stream, stream
 
 
 @pytest.mark.parametrize("depth", [8, 16])
@@ -117,7 +122,7 @@ def test_png_sequence_round_trip_with_alpha(tmp_path, depth):
     out = tmp_path / f"seq{depth}"
     write_clip(out, 5, "png", alpha=lambda i: alpha, bit_depth=depth)
     files = sorted(out.iterdir())
-    assert [f.name for f in files] == [f"frame_{i:05d}.png" for i in range(5)]
+    assert [f.name for f in files] == [".harmovid-render.json"] + [f"frame_{i:05d}.png" for i in range(5)]
     for pattern in (out, out / "frame_%05d.png"):
         src = open_source(pattern)
         assert len(src) == 5 and src.info.has_alpha and src.info.kind == "sequence"

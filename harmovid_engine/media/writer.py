@@ -297,7 +297,10 @@ class ProRes4444Writer(FFmpegWriter):
     audio_codec = ["-c:a", "pcm_s16le"]
 
     def video_args(self) -> list[str]:
-        return ["-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int",
+        # (setparams: without it the frames reach prores_ks with primaries and transfer unset, and the file is
+        # tagged bt709/unknown/unknown whatever the output options say)
+        return ["-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int,"
+                       "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
                 "-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le", "-alpha_bits", "16",
                 "-vendor", "apl0", "-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709",
                 "-color_trc", "bt709"]

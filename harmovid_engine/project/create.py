@@ -6,8 +6,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import MediaError, ProjectError
 from ..media import open_source
 from ..media.probe import probe
@@ -15,12 +13,14 @@ from .model import MatteSettings, Placement, Project, RenderSettings
 
 
 def create_project(folder, talent, plate, matte: str | None = None, key: str | None = None,
-                   render: RenderSettings | None = None, overwrite: bool = False, progress=None) -> Project:
+                   render: RenderSettings | None = None, overwrite: bool = False, progress=None,
+                   note=None) -> Project:
     """Create and save a project folder.
 
     matte: a matte file or folder to import into ``mattes/`` (``.alpha.npz``, image sequence, matte video);
     key: ``green`` | ``blue`` | ``auto`` for a chroma key. Without either, the talent's own alpha channel is used if
     it has one, else the talent is opaque (a matte can be made later). Nothing is left behind on failure.
+    ``note(message)`` hears what was adapted on the way (a matte of another size, resized).
 
     Replacing a project (``overwrite``) builds the new mattes in a staging folder beside the old ones and swaps them
     in only after everything succeeded: a bad matte, an error or Ctrl+C leaves the old project and its mattes as they
@@ -55,15 +55,10 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
         store = MatteStore(staging or proj.mattes_dir)
         if matte:
             n = talent_info.frame_count
-            seen = False
-            for i, a in enumerate(read_matte_frames(matte, talent_info.width, talent_info.height, n)):
-                seen = seen or bool(np.any(a))
+            for i, a in enumerate(read_matte_frames(matte, talent_info.width, talent_info.height, n, note)):
                 store.put(i, a)
                 if progress:
                     progress(i + 1, n)
-            if not seen:
-                raise ProjectError(f"the matte '{Path(matte).name}' is empty on every frame (it would hide the "
-                                   "talent): check that it is the right file")
             proj.matte.source = "stored"
             proj.matte.imported_from = str(Path(matte).absolute())
         elif key:
