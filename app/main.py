@@ -14,12 +14,32 @@ def _stylesheet() -> str:
     return p.read_text() if p.exists() else ""
 
 
+def display_problem(env=None, platform: str | None = None) -> str | None:
+    """Why the Studio cannot open a window here (None when it can). Qt itself would abort the process with a message
+    about xcb plugins; an editor on a server wants to hear what to do instead."""
+    import os
+
+    env = os.environ if env is None else env
+    platform = platform or sys.platform
+    if not platform.startswith("linux") or env.get("QT_QPA_PLATFORM") or env.get("DISPLAY") \
+            or env.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display to open the Studio on (neither DISPLAY nor WAYLAND_DISPLAY is set). On a desktop, start it "
+            "from the desktop session; on a server, use the headless commands (harmovid new / render / bench, see "
+            "README), or run it under a virtual display: apt-get install -y xvfb libxcb-cursor0 && "
+            "xvfb-run python main.py --demo")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harmovid-studio", description="HarmoVid Studio")
     parser.add_argument("project", nargs="?", help="project folder to open")
     parser.add_argument("--demo", action="store_true", help="open (a copy of) the bundled demo project")
     parser.add_argument("--screenshot", help=argparse.SUPPRESS)  # PATH[:MODE[:DELAY_MS]], for docs/screenshots
     args = parser.parse_args(argv)
+    problem = display_problem()
+    if problem:
+        print(f"harmovid-studio: error: {problem}", file=sys.stderr)
+        return 2
 
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication, QMessageBox

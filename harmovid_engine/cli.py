@@ -119,7 +119,9 @@ def cmd_render(args) -> int:
     out = Path(args.output)
     fmt = args.format or _format_from_name(out)
     cancel = CancelToken()
-    previous = signal.signal(signal.SIGTERM, lambda *_: cancel.cancel())
+    # SIGTERM and SIGHUP (the terminal closed) cancel like Ctrl+C: the writer aborts, its ffmpeg ends, nothing is left
+    hangups = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {s: signal.signal(s, lambda *_: cancel.cancel()) for s in hangups}
     bar = dbar = None
     try:
         for p in render(proj, args.output, fmt=fmt, layer=args.layer, start=args.start, end=args.end, cancel=cancel,
@@ -139,7 +141,8 @@ def cmd_render(args) -> int:
         for b in (bar, dbar):
             if b is not None:
                 b.close()
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if not args.quiet:
         print(f"wrote {out}")
     return EXIT_OK
@@ -199,7 +202,8 @@ def cmd_bench(args) -> int:
                   log=log, command="harmovid " + " ".join(sys.argv[1:]), speed_pairs=args.speed_pairs,
                   clips=args.clips, plates=args.plates)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if not args.quiet:
         print(Path(args.out) / "report.md")
     return EXIT_OK
@@ -554,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    restore = _interrupt_on_hangup()
     try:
         return args.func(args)
     except HarmoVidError as exc:
@@ -566,12 +571,41 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # the system said no (permissions, space, names, a missing tool): not a bug
+        if args.debug:
+            raise
+        print(f"harmovid: error: {os_error_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as exc:  # an engine bug: say so plainly, keep the traceback for --debug
         if args.debug:
             raise
         print(f"harmovid: internal error: {type(exc).__name__}: {exc} (run with --debug for details and please "
               "report it)", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        restore()
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an editor: what the system refused, and where."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = " -> ".join(f"'{f}'" for f in (exc.filename, getattr(exc, "filename2", None)) if f)
+    return f"{what}{': ' + where if where else ''}"
+
+
+def _interrupt_on_hangup():
+    """SIGTERM and SIGHUP end any command like Ctrl+C (its clean-up runs); returns what puts the old handlers back."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    sigs = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {s: signal.signal(s, interrupt) for s in sigs}
+    return lambda: [signal.signal(s, h) for s, h in old.items()]
 
 
 if __name__ == "__main__":

@@ -278,3 +278,94 @@ def test_info_reads_a_matte(tmp_path, capsys):
     assert (info["frames"], info["width"], info["height"], info["empty_frames"]) == (4, 160, 96, 1)
     (tmp_path / "bad.alpha.npz").write_bytes(b"junk")
     assert cli.main(["info", str(tmp_path / "bad.alpha.npz")]) == 2
+
+
+def test_the_studio_without_a_display_says_what_to_do():
+    import subprocess
+    import sys
+
+    from app.main import display_problem
+
+    assert display_problem({}, "linux") and "xvfb" in display_problem({}, "linux")
+    assert display_problem({"DISPLAY": ":0"}, "linux") is None
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert display_problem({}, "darwin") is None
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    res = subprocess.run([sys.executable, "main.py", "--demo"], capture_output=True, text=True, env=env, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert res.returncode == 2 and "headless commands" in res.stderr and "Traceback" not in res.stderr
+
+
+# -- nothing left behind -----------------------------------------------------------------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_what_a_killed_process_left_is_cleaned_on_the_next_run(project, tmp_path, capsys):
+    from harmovid_engine.cleanup import clean_stale
+    from harmovid_engine.project import Project
+
+    dead, alive = _dead_pid(), os.getpid()
+    (tmp_path / f".out.mp4.{dead}.abc123.part").write_bytes(b"x" * 1000)
+    (tmp_path / f".frames.{dead}.k9_z.part").mkdir()
+    (tmp_path / f".other.mp4.{alive}.live01.part").write_bytes(b"busy")  # a render still running: kept
+    (project.folder / f".project.json.{dead}.tmp").write_text("{")
+    (project.folder / f".mattes.new-{dead}").mkdir()
+    # a previous render moved aside when its process died mid-swap: the only copy, so it is put back
+    (tmp_path / f".prev.old-{dead}").mkdir()
+    (tmp_path / f".prev.old-{dead}" / "frame_00000.png").write_bytes(b"png")
+    Project.open(project.folder)
+    assert sorted(p.name for p in project.folder.iterdir()) == ["mattes", "project.json"]
+    assert render_cli(project, tmp_path / "out.mp4", capsys=capsys)[0] == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert f".other.mp4.{alive}.live01.part" in names and (tmp_path / "prev" / "frame_00000.png").exists()
+    assert not [n for n in names if str(dead) in n]
+    assert clean_stale(tmp_path / "nowhere") == []
+
+
+def test_os_errors_are_exit_2_with_one_line(project, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from harmovid_engine.render import job
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.mp4"))
+
+    monkeypatch.setattr(job, "open_writer", full)
+    rc, err = render_cli(project, tmp_path / "out.mp4", capsys=capsys)
+    assert rc == 2 and err.strip() == f"harmovid: error: No space left on device: '{tmp_path / 'out.mp4'}'"
+
+
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGTERM"])
+def test_a_closed_terminal_or_a_kill_ends_a_render_cleanly(project, tmp_path, capsys, monkeypatch, sig):
+    """The signal arrives in the middle of the render (sent from inside the writer at the second frame)."""
+    import signal
+
+    from harmovid_engine.render import job
+
+    real = job.open_writer
+
+    def writer_that_gets_a_signal(*a, **k):
+        w = real(*a, **k)
+        write = w.write
+
+        def write_then_signal(*wa, **wk):
+            write(*wa, **wk)
+            if w.frames_written == 2:
+                os.kill(os.getpid(), getattr(signal, sig))
+
+        w.write = write_then_signal
+        return w
+
+    monkeypatch.setattr(job, "open_writer", writer_that_gets_a_signal)
+    before = signal.getsignal(getattr(signal, sig))
+    out = tmp_path / "hup.mov"
+    rc, err = render_cli(project, out, capsys=capsys)
+    assert rc == 130 and "interrupted" in err
+    assert not out.exists() and not [q for q in tmp_path.iterdir() if q.name.endswith(".part")]
+    assert signal.getsignal(getattr(signal, sig)) == before  # the command put the handlers back

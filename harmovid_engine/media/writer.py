@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..cleanup import clean_stale
 from ..colour import alpha_from_float, from_linear, to_linear
 from ..errors import MediaError
 from .ffmpeg import ffmpeg_exe, last_error_line, widen_pipe
@@ -112,7 +113,8 @@ class FFmpegWriter(FrameWriter):
     def __init__(self, path, width, height, fps, audio: AudioSource | None = None, **options):
         super().__init__(path, width, height, fps)
         self.options = options
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        clean_stale(self.path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part", dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
         self._stderr = tempfile.TemporaryFile()
@@ -315,7 +317,9 @@ class PngSequenceWriter(FrameWriter):
             raise MediaError("PNG bit depth must be 8 or 16")
         self.dtype = np.uint8 if bit_depth == 8 else np.uint16
         self.start_number = start_number
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent))
+        clean_stale(self.path.parent)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part",
+                                          dir=self.path.parent))
 
     def _write(self, rgb_linear, alpha):
         rgb = from_linear(rgb_linear, self.dtype)

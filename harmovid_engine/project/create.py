@@ -43,6 +43,10 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
     plate_info = probe(plate)
     created_folder = not folder.exists()
     replacing = (folder / "project.json").exists()
+    if replacing:
+        from ..cleanup import clean_stale
+
+        clean_stale(folder)
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / f".mattes.new-{os.getpid()}" if replacing else None
     try:

@@ -293,6 +293,9 @@ class Project:
             raise ProjectError(f"project '{folder}' does not exist")
         if not f.exists():
             raise ProjectError(f"'{folder}' is not a HarmoVid project (no {PROJECT_FILE})")
+        from ..cleanup import clean_stale
+
+        clean_stale(folder)  # what a killed save or import left (temporary files of dead processes)
         return cls.from_dict(folder, _read_json(f), PROJECT_FILE)
 
     def save(self) -> None:
