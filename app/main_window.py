@@ -445,6 +445,11 @@ class MainWindow(QMainWindow):
             if role == "talent" and stored and (info.width, info.height) != self.talent_size:
                 raise HarmoVidError(f"the new talent is {info.width}x{info.height} but the project's mattes are "
                                     f"{self.talent_size[0]}x{self.talent_size[1]}")
+            if role == "talent" and stored and info.frame_count != self.frame_count:
+                # the stored mattes belong to the old clip frame by frame: a clip of another length is another shot
+                raise HarmoVidError(f"the new talent has {info.frame_count} frames but the project's mattes were "
+                                    f"made for {self.frame_count}: start a new project for it, or import its own "
+                                    "mattes with File > New")
         except HarmoVidError as exc:
             self.show_error(f"Cannot import the {role}", str(exc))
             return False

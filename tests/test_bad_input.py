@@ -369,3 +369,36 @@ def test_a_closed_terminal_or_a_kill_ends_a_render_cleanly(project, tmp_path, ca
     assert rc == 130 and "interrupted" in err
     assert not out.exists() and not [q for q in tmp_path.iterdir() if q.name.endswith(".part")]
     assert signal.getsignal(getattr(signal, sig)) == before  # the command put the handlers back
+
+
+# -- frames are what their index says ----------------------------------------------------------------------------------
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    import struct
+
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1,
+                                                                                   orientation, 0) + b"\x00" * 4
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+def test_an_exif_rotated_jpeg_plate_is_used_as_shown(tmp_path):
+    from harmovid_engine.media import open_source, probe
+
+    img = np.zeros((40, 100, 3), np.uint8)
+    img[:, :20] = (0, 0, 255)  # red (BGR) on the left of the stored picture
+    ok, enc = cv2.imencode(".jpg", img)
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(_with_exif_orientation(enc.tobytes(), 6))  # 6: shown rotated 90 degrees clockwise
+    info = probe(path)
+    assert (info.width, info.height) == (40, 100)
+    frame = open_source(path).read(0)
+    assert frame.shape == (100, 40, 3) and frame[:20, :, 0].mean() > 200 and frame[-20:, :, 0].mean() < 50
+
+
+def test_a_plate_beyond_8k_is_refused_before_it_is_decoded(tmp_path, project, monkeypatch):
+    from harmovid_engine.errors import MediaError
+    from harmovid_engine.media import open_source, source
+
+    monkeypatch.setattr(source, "MAX_PIXELS", 160 * 96 - 1)  # the fixture's talent stands in for a 16K plate
+    with pytest.raises(MediaError, match="scale it down"):
+        open_source(project.talent_path)

@@ -2,6 +2,7 @@
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -330,3 +331,19 @@ def test_an_edit_at_a_frame_without_a_key_is_undone_by_removing_the_key_it_made(
     window.undo.undo()
     assert sorted(k.frame for k in p.placement.keys) == [0, 60]
     assert not hasattr(p, "_current_frame")  # the playhead is the session's, not the project's
+
+
+def test_replacing_the_talent_by_a_clip_of_another_length_keeps_the_mattes_of_the_old_one(qtbot, window, tmp_path):
+    from conftest import write_clip
+    from harmovid_engine.project import create_project
+
+    talent = write_clip(tmp_path / "t.mp4", 8)
+    plate = tmp_path / "plate.png"
+    cv2.imwrite(str(plate), np.full((96, 160, 3), 90, np.uint8))
+    np.savez_compressed(tmp_path / "m.alpha.npz", alpha=np.full((8, 96, 160), 255, np.uint8))
+    proj = create_project(tmp_path / "p", talent, plate, matte=str(tmp_path / "m.alpha.npz"))
+    window.open_project(proj.folder)
+    shorter = write_clip(tmp_path / "short.mp4", 5)
+    assert not window.replace_media("talent", shorter)
+    assert window.errors and "5 frames" in window.errors[-1][1]
+    assert window.project.talent_path == talent.resolve() or window.project.talent_path.name == "t.mp4"

@@ -25,7 +25,11 @@ def read_image(path: Path) -> np.ndarray:
     if path.stat().st_size == 0:
         raise MediaError(f"'{path}' is empty (0 bytes)")
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    # A JPEG (always 8-bit, no alpha) is decoded with its EXIF orientation applied, as every viewer shows it: phones
+    # store portrait photos sideways with an orientation tag. (IMREAD_UNCHANGED, needed for 16-bit and alpha in
+    # other formats, ignores the tag.)
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR if jpeg else cv2.IMREAD_UNCHANGED)
     if img is None:
         raise MediaError(f"'{path.name}' is not a readable image (corrupt or unsupported format)")
     if img.ndim == 2:

@@ -294,9 +294,20 @@ class VideoSource(FrameSource):
         super().close()
 
 
+# Largest picture a render takes (8K DCI is 8192 x 4320 = 35.4 MP). A frame costs ~40 bytes a pixel across the
+# graph's float32 linear buffers and caches: at this size ~1.5 GB a frame; a 16000 x 16000 plate took 8.3 GB.
+MAX_PIXELS = 36_000_000
+
+
 def open_source(path: str | os.PathLike, fps=None) -> FrameSource:
-    """Open any supported media path as a :class:`FrameSource` (``fps`` sets an image sequence's rate)."""
+    """Open any supported media path as a :class:`FrameSource` (``fps`` sets an image sequence's rate). Pictures
+    larger than 8K (``MAX_PIXELS``) are refused with what to do, before anything big is allocated."""
     info = probe(path)
+    if info.width * info.height > MAX_PIXELS:
+        name = Path(info.path).name
+        raise MediaError(f"'{name}' is {info.width}x{info.height} ({info.width * info.height / 1e6:.0f} MP): HarmoVid "
+                         f"works up to 8K ({MAX_PIXELS / 1e6:.0f} MP); scale it down first, e.g. "
+                         f"ffmpeg -i {name} -vf scale=7680:-2 smaller{Path(name).suffix}")
     if info.kind == "still":
         return StillSource(info)
     if info.kind == "sequence":
