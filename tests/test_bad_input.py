@@ -402,3 +402,31 @@ def test_a_plate_beyond_8k_is_refused_before_it_is_decoded(tmp_path, project, mo
     monkeypatch.setattr(source, "MAX_PIXELS", 160 * 96 - 1)  # the fixture's talent stands in for a 16K plate
     with pytest.raises(MediaError, match="scale it down"):
         open_source(project.talent_path)
+
+
+def test_a_variable_frame_rate_clip_is_refused_with_the_fix(tmp_path):
+    from harmovid_engine.errors import MediaError
+    from harmovid_engine.media import probe
+    from harmovid_engine.media.probe import _variable_rate
+    from fractions import Fraction
+
+    vfr = tmp_path / "phone.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=160x96:r=25:d=2", "-vf", "setpts='if(lt(N,25),N,25+(N-25)*2)/25/TB'",
+           "-fps_mode", "vfr", "-c:v", "libx264", str(vfr))
+    with pytest.raises(MediaError, match="variable frame rate.*-fps_mode cfr"):
+        probe(vfr)
+    assert not _variable_rate(Fraction(25), Fraction(50))  # interlaced: fields at twice the rate
+    assert not _variable_rate(Fraction(30000, 1001), Fraction(2997, 100))
+
+
+@pytest.mark.parametrize("trc, what", [("arib-std-b67", "HLG"), ("smpte2084", "PQ")])
+def test_hdr_footage_is_refused_rather_than_shown_with_wrong_colours(tmp_path, trc, what):
+    from harmovid_engine.errors import MediaError
+    from harmovid_engine.media import probe
+
+    clip = tmp_path / "hdr.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=160x96:r=25:d=0.4", "-vf",
+           f"setparams=colorspace=bt2020nc:color_primaries=bt2020:color_trc={trc}", "-c:v", "libx264", "-pix_fmt",
+           "yuv420p10le", str(clip))
+    with pytest.raises(MediaError, match=what):
+        probe(clip)

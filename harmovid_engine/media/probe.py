@@ -135,6 +135,19 @@ def probe_video(p: Path) -> MediaInfo:
         color_range = "pc"
     fps_m = re.search(r"([\d.]+k?) fps", video_line) or re.search(r"([\d.]+k?) tbr", video_line)
     fps = parse_fps(fps_m.group(1)) if fps_m else Fraction(25)
+    hdr = [t for t in " ".join(tags).replace("/", " ").split() if t in ("bt2020nc", "bt2020c", "bt2020",
+                                                                       "arib-std-b67", "smpte2084")]
+    if hdr:
+        kind = "HLG" if "arib-std-b67" in hdr else "PQ (HDR10)" if "smpte2084" in hdr else "BT.2020"
+        raise MediaError(f"'{p.name}' is {kind} footage ({', '.join(dict.fromkeys(hdr))}); HarmoVid works in BT.709 "
+                         "SDR and would show it with wrong colours. Convert it to BT.709 first (your grading "
+                         "tool's HDR-to-SDR conversion, or ffmpeg's zscale/tonemap filters).")
+    tbr_m = re.search(r"([\d.]+k?) tbr", video_line)
+    if tbr_m and _variable_rate(fps, parse_fps(tbr_m.group(1))):
+        raise MediaError(f"'{p.name}' has a variable frame rate (on average {float(fps):.3g} fps, up to "
+                         f"{float(parse_fps(tbr_m.group(1))):.3g}): its frames would not line up with the matte and "
+                         f"the audio. Convert it to a constant rate first, e.g. ffmpeg -i {p.name} -fps_mode cfr "
+                         f"-r {float(parse_fps(tbr_m.group(1))):.5g} -c:a copy constant{p.suffix}")
     depth_m = re.search(r"p(\d+)(le|be)", pix_fmt)
     bit_depth = int(depth_m.group(1)) if depth_m else (16 if "64" in pix_fmt or "48" in pix_fmt else 8)
     has_alpha = bool(re.match(r"(yuva|rgba|bgra|argb|abgr|gbrap|ya|pal8)", pix_fmt))
@@ -149,6 +162,15 @@ def probe_video(p: Path) -> MediaInfo:
         rotation=rotation, pix_fmt=pix_fmt, bit_depth=bit_depth, color_range=color_range, color_matrix=matrix,
         color_tags=matrix_tag, has_alpha=has_alpha, has_audio=has_audio, codec=codec,
     )
+
+
+def _variable_rate(avg: Fraction, tbr: Fraction) -> bool:
+    """ffmpeg's average rate below its base rate by other than a whole factor (interlaced: fields at twice the
+    frame rate) means frames of varying duration (phones, screen recordings)."""
+    if not avg or not tbr or abs(float(avg) - float(tbr)) <= 0.005 * float(tbr):
+        return False
+    ratio = float(tbr) / float(avg)
+    return abs(ratio - round(ratio)) > 0.02
 
 
 def count_frames(p: Path) -> int:
