@@ -430,3 +430,109 @@ def test_hdr_footage_is_refused_rather_than_shown_with_wrong_colours(tmp_path, t
            "yuv420p10le", str(clip))
     with pytest.raises(MediaError, match=what):
         probe(clip)
+
+
+def test_a_bad_harmovid_ffmpeg_is_a_clear_error(project, monkeypatch, capsys):
+    from harmovid_engine.media.ffmpeg import ffmpeg_exe
+
+    monkeypatch.setenv("HARMOVID_FFMPEG", "/no/such/ffmpeg")
+    ffmpeg_exe.cache_clear()
+    try:
+        rc = cli.main(["info", str(project.talent_path)])
+    finally:
+        monkeypatch.delenv("HARMOVID_FFMPEG")
+        ffmpeg_exe.cache_clear()
+    err = capsys.readouterr().err
+    assert rc == 2 and "HARMOVID_FFMPEG" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_project_file_that_is_not_utf8_and_a_name_too_long_are_clear_errors(project, tmp_path, capsys):
+    (project.folder / "project.json").write_bytes(b'{"schema": 2, "name": "\\xff\\xfe"}' + bytes([0xff, 0xfe]))
+    assert cli.main(["info", str(project.folder)]) == 2
+    assert "harmovid: error:" in capsys.readouterr().err
+    long = tmp_path / ("x" * 300 + ".mp4")
+    rc, err = render_cli(project, long, capsys=capsys)
+    assert rc == 2 and "Traceback" not in err
+
+
+# -- fuzzing ------------------------------------------------------------------------------------------------------------
+def _leaves(d, path=()):
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(d, list) and d:
+        for i, v in enumerate(d):
+            yield from _leaves(v, path + (i,))
+    else:
+        yield path
+
+
+def _set(d, path, value):
+    for k in path[:-1]:
+        d = d[k]
+    d[path[-1]] = value
+
+
+def _fuzzed_projects(max_examples):
+    import copy
+    import json
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12)
+                               | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12),
+                               lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids,
+                                                                                          max_size=3), max_leaves=6)
+
+    def decorate(test):
+        @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(data=st.data())
+        def run(project, data):
+            base = project.to_dict()
+            base["render"]["engine_settings"] = {"colour": 1.0}
+            paths = list(_leaves(base))
+            d = copy.deepcopy(base)
+            for _ in range(data.draw(st.integers(1, 3))):
+                _set(d, data.draw(st.sampled_from(paths)), data.draw(json_values))
+            # what json can carry (NaN and infinities included, as Python writes them)
+            test(project, json.loads(json.dumps(d)))
+
+        return run
+
+    return decorate
+
+
+@_fuzzed_projects(1000)
+def test_fuzzed_project_files_load_cleanly_or_are_refused_with_a_project_error(project, d):
+    from harmovid_engine.engines import create_engine
+    from harmovid_engine.errors import ProjectError
+    from harmovid_engine.project import Project
+
+    try:
+        proj = Project.from_dict(project.folder, d)
+    except ProjectError:
+        return
+    assert proj.problems() == []
+    create_engine(proj.render.engine, proj.render.engine_settings)
+    proj.placement.at(3)
+    Project.from_dict(project.folder, proj.to_dict())  # what it would save opens again
+
+
+@pytest.mark.heavy
+@_fuzzed_projects(40)
+def test_fuzzed_project_files_that_load_render(project, d):
+    from harmovid_engine.errors import HarmoVidError, ProjectError
+    from harmovid_engine.project import Project
+    from harmovid_engine.render import Compositor
+
+    try:
+        proj = Project.from_dict(project.folder, d)
+    except ProjectError:
+        return
+    try:
+        with Compositor(proj) as comp:
+            rgb = comp.layers(0).composite
+    except HarmoVidError:  # media that a mutated path no longer finds: a clear error, fine
+        return
+    assert np.isfinite(rgb).all()

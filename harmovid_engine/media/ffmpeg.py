@@ -15,6 +15,9 @@ def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary: $HARMOVID_FFMPEG, else imageio-ffmpeg's, else one on PATH."""
     env = os.environ.get("HARMOVID_FFMPEG")
     if env:
+        if not (os.path.isfile(env) and os.access(env, os.X_OK)):
+            raise MediaError(f"HARMOVID_FFMPEG is '{env}', which is not an executable file: point it at an ffmpeg "
+                             "binary, or unset it to use the one imageio-ffmpeg ships")
         return env
     try:
         import imageio_ffmpeg

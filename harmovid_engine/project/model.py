@@ -377,6 +377,9 @@ def _read_json(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProjectError(f"cannot read '{path}': {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ProjectError(f"'{path.name}' is not a text (UTF-8) project file: byte {exc.start} cannot be read; "
+                           "nothing was changed") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
