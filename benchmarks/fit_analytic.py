@@ -19,13 +19,15 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fitting import report, run_grid  # noqa: E402
 
 # The candidates, in two stages. "prior": the weights with which the skin prior pulls the talent (the constants the
 # issue says were chosen on the report clips), around the old defaults (docs/bench/fit_analytic_grid.json). "light":
@@ -43,12 +45,6 @@ GRIDS = {
         "direction": [0.0, 0.5, 1.0],
     },
 }
-
-
-def split(clips: list[str]) -> tuple[list[str], list[str]]:
-    """(fitting clips, held-out validation clips): every fourth clip by name is held out."""
-    clips = sorted(clips)
-    return [c for i, c in enumerate(clips) if i % 4 != 3], [c for i, c in enumerate(clips) if i % 4 == 3]
 
 
 def settings_grid(stage: str) -> list[dict]:
@@ -94,33 +90,14 @@ def main() -> int:
     ap.add_argument("--stage", choices=sorted(GRIDS), default="light", help="which grid (default: light)")
     ap.add_argument("--grid", help='JSON list of settings to measure instead of the grid, e.g. \'[{"colour_weight": 0.33}]\'')
     args = ap.parse_args()
-    from harmovid_engine.bench.run import _run_jobs, find_data
-
-    clips, _ = find_data(Path(args.data))
-    fit, held = split(clips)
-    grid = json.loads(args.grid) if args.grid else settings_grid(args.stage)
-    t0 = time.perf_counter()
-    rows = {}
-    for name, res in _run_jobs(clip_cases, {c: (args.data, c, args.frames, grid) for c in clips}, args.workers):
-        rows[name] = res
-        print(f"{name} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    fit_rows = [r for c in fit for r in rows[c]]
-    held_rows = [r for c in held for r in rows[c]]
-    table = [{"settings": s, "fit": score(fit_rows, j), "held_out": score(held_rows, j)} for j, s in enumerate(grid)]
-    best = min(table, key=lambda t: t["fit"]["score"])
     from harmovid_engine.relight.engine import AnalyticEngine
 
-    shipped = {k: AnalyticEngine.defaults[k] for k in grid[0]}
-    result = {"data": args.data, "frames": args.frames, "fit_clips": fit, "held_out_clips": held,
-              "objective": "mean log(fmse/fmse_composite) + 0.25 max log(fmse/fmse_composite)",
-              "shipped": shipped, "best": best, "table": table, "cases": rows,
-              "seconds": time.perf_counter() - t0}
-    out = Path(args.out or ROOT / "docs" / "bench" / f"fit_analytic_{'grid' if args.stage == 'prior' else args.stage}.json")
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    ship = next((t for t in table if t["settings"] == shipped), None)
-    for label, t in (("shipped", ship), ("best on fit", best)):
-        if t:
-            print(f"{label}: {t['settings']}  fit {t['fit']}  held-out {t['held_out']}")
+    grid = json.loads(args.grid) if args.grid else settings_grid(args.stage)
+    result = run_grid(clip_cases, score, args.data, args.frames, grid, args.workers)
+    name = "grid" if args.stage == "prior" else args.stage
+    report(result, {k: AnalyticEngine.defaults[k] for k in grid[0]},
+           "mean log(fmse/fmse_composite) + 0.25 max log(fmse/fmse_composite)",
+           Path(args.out or ROOT / "docs" / "bench" / f"fit_analytic_{name}.json"))
     return 0
 
 

@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fitting import report, run_grid  # noqa: E402
 
 # One constant at a time around the shipped setting (a render per setting and draw costs ~5 s on 2 cores, so the full
 # product of these values, 40 settings over 39 clips, would take a day): each value below with the others shipped.
@@ -110,37 +111,14 @@ def main() -> int:
     ap.add_argument("--grid", help='JSON list of settings instead of the grid, e.g. \'[{"radius": 16, '
                                    '"slope_prior": 0.1, "grid": 12}]\'')
     args = ap.parse_args()
-    from fit_analytic import split
-    from harmovid_engine.bench.run import _run_jobs, find_data
     from harmovid_engine.deflicker import analytic
 
-    clips, _ = find_data(Path(args.data))
-    fit, held = split(clips)
-    if args.clips:
-        wanted = set(args.clips.split(","))
-        clips, fit, held = ([c for c in x if c in wanted] for x in (clips, fit, held))
     grid = json.loads(args.grid) if args.grid else settings_grid()
-    t0 = time.perf_counter()
-    rows = {}
-    for name, res in _run_jobs(clip_cases, {c: (args.data, c, args.frames, grid) for c in clips}, args.workers):
-        rows[name] = res
-        print(f"{name} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    fit_rows = [r for c in fit for r in rows[c]]
-    held_rows = [r for c in held for r in rows[c]]
-    table = [{"settings": s, "fit": score(fit_rows, j) if fit_rows else None,
-              "held_out": score(held_rows, j) if held_rows else None} for j, s in enumerate(grid)]
-    best = min(table, key=lambda t: (t["fit"] or t["held_out"])["score"])
-    shipped = {"radius": analytic.RADIUS, "slope_prior": analytic.SLOPE_PRIOR, "grid": analytic.GRID}
-    result = {"data": args.data, "frames": args.frames, "fit_clips": fit, "held_out_clips": held,
-              "objective": "mean log(flicker/flicker_engine) + mean log(tl_ratio/tl_ratio_engine) "
-                           "+ mean log(fmse/fmse_engine)",
-              "shipped": shipped, "best": best, "table": table, "cases": rows,
-              "seconds": time.perf_counter() - t0}
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    ship = next((t for t in table if t["settings"] == shipped), None)
-    for label, t in (("shipped", ship), ("best on fit", best)):
-        if t:
-            print(f"{label}: {t['settings']}\n  fit {t['fit']}\n  held-out {t['held_out']}")
+    result = run_grid(clip_cases, score, args.data, args.frames, grid, args.workers,
+                      set(args.clips.split(",")) if args.clips else None)
+    report(result, {"radius": analytic.RADIUS, "slope_prior": analytic.SLOPE_PRIOR, "grid": analytic.GRID},
+           "mean log(flicker/flicker_engine) + mean log(tl_ratio/tl_ratio_engine) + mean log(fmse/fmse_engine)",
+           Path(args.out))
     return 0
 
 
