@@ -193,17 +193,10 @@ def cmd_bench(args) -> int:
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
 
-    def terminated(*_):  # stop like Ctrl-C: the worker processes are stopped too, not left running
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, terminated)
-    try:
-        run_bench(args.data_dir, args.out, frames=args.frames, engines=args.engines, protocols=args.protocols,
-                  log=log, command="harmovid " + " ".join(sys.argv[1:]), speed_pairs=args.speed_pairs,
-                  clips=args.clips, plates=args.plates)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    # (SIGTERM and SIGHUP stop it like Ctrl-C, see main(): the worker processes are stopped too, not left running)
+    run_bench(args.data_dir, args.out, frames=args.frames, engines=args.engines, protocols=args.protocols,
+              log=log, command="harmovid " + " ".join(sys.argv[1:]), speed_pairs=args.speed_pairs,
+              clips=args.clips, plates=args.plates)
     if not args.quiet:
         print(Path(args.out) / "report.md")
     return EXIT_OK

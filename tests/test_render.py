@@ -60,7 +60,7 @@ def test_chunked_render_equals_one_long_render(keyed_project, tmp_path):
     for src, first in parts:
         for k in range(len(src)):
             assert np.array_equal(src.read(k), whole.read(first + k)), first + k
-    assert sorted(p.name for p in b.iterdir())[0] == "frame_00005.png"  # numbered by source frame
+    assert sorted(p.name for p in b.glob("*.png"))[0] == "frame_00005.png"  # numbered by source frame
 
 
 def test_talent_layer_carries_the_matte_as_alpha(keyed_project, tmp_path):
