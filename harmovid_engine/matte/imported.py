@@ -24,13 +24,7 @@ def read_matte_frames(path: str | Path, width: int, height: int, frame_count: in
     if not p.exists():
         raise MatteError(f"matte '{p}' does not exist")
     if p.name.endswith(".npz") or p.suffix == ".npy":
-        try:
-            data = np.load(p)
-            arr = data["alpha"] if hasattr(data, "files") else data
-        except Exception as exc:  # numpy raises many kinds on a corrupt file
-            raise MatteError(f"matte '{p.name}' cannot be read ({type(exc).__name__}: {exc})") from None
-        if arr.ndim != 3:
-            raise MatteError(f"matte '{p.name}' has shape {arr.shape}; expected (frames, height, width)")
+        arr = load_matte_array(p)
         n = arr.shape[0]
         _check_count(p, n, frame_count)
         frames = _unit_frames(p, arr, frame_count)
@@ -63,12 +57,8 @@ def read_matte_frames(path: str | Path, width: int, height: int, frame_count: in
         yield a
 
 
-def describe_matte(path: str | Path) -> dict:
-    """What ``harmovid info`` says of a matte file (``.alpha.npz`` / ``.npy``): frames, size, value type and range,
-    how soft it is and which frames are empty. A file that cannot be read is a :class:`MatteError`."""
-    p = Path(path)
-    if not p.exists():
-        raise MatteError(f"matte '{p}' does not exist")
+def load_matte_array(p: Path) -> np.ndarray:
+    """The (frames, height, width) array of an ``.alpha.npz`` (key ``alpha``) or ``.npy`` matte file."""
     try:
         data = np.load(p)
         arr = data["alpha"] if hasattr(data, "files") else data
@@ -76,6 +66,16 @@ def describe_matte(path: str | Path) -> dict:
         raise MatteError(f"matte '{p.name}' cannot be read ({type(exc).__name__}: {exc})") from None
     if arr.ndim != 3:
         raise MatteError(f"matte '{p.name}' has shape {arr.shape}; expected (frames, height, width)")
+    return arr
+
+
+def describe_matte(path: str | Path) -> dict:
+    """What ``harmovid info`` says of a matte file (``.alpha.npz`` / ``.npy``): frames, size, value type and range,
+    how soft it is and which frames are empty. A file that cannot be read is a :class:`MatteError`."""
+    p = Path(path)
+    if not p.exists():
+        raise MatteError(f"matte '{p}' does not exist")
+    arr = load_matte_array(p)
     frames = list(_unit_frames(p, arr, arr.shape[0]))
     empty = [i for i, a in enumerate(frames) if a.max() <= 0.5]
     soft = float(np.mean([((a > 0.02) & (a < 0.98)).mean() for a in frames]))
