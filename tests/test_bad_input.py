@@ -536,3 +536,34 @@ def test_fuzzed_project_files_that_load_render(project, d):
     except HarmoVidError:  # media that a mutated path no longer finds: a clear error, fine
         return
     assert np.isfinite(rgb).all()
+
+
+def test_fuzzed_matte_files_import_cleanly_or_are_refused(tmp_path):
+    """Matte arrays of any dtype, shape and values (what other tools write): frames in [0, 1] of the talent's size,
+    or a clean MatteError; never a crash, never a binarised soft edge."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    from harmovid_engine.errors import MatteError
+    from harmovid_engine.matte import read_matte_frames
+
+    dtypes = st.sampled_from([np.uint8, np.uint16, np.int16, np.int32, np.int64, np.float16, np.float32,
+                              np.float64, np.bool_])
+    shapes = st.sampled_from([(4, 12, 20), (3, 12, 20), (4, 6, 10), (4, 12, 21), (4, 12), (2, 4, 12, 20)])
+
+    @settings(max_examples=300, deadline=None)
+    @given(arr=hnp.arrays(dtypes, shapes, elements=None))
+    def check(arr):
+        path = tmp_path / "fuzz.alpha.npz"
+        np.savez_compressed(path, alpha=arr)
+        try:
+            frames = list(read_matte_frames(path, 20, 12, 4))
+        except MatteError:
+            return
+        assert len(frames) == 4
+        for f in frames:
+            assert f.shape == (12, 20) and f.dtype == np.float32 and np.isfinite(f).all()
+            assert f.min() >= 0 and f.max() <= 1
+
+    check()
