@@ -1,4 +1,4 @@
-"""Nothing left behind: temporary files of processes that died, and child processes that outlive their job.
+"""Nothing left behind: the temporary files of processes of this tool that died.
 
 Every temporary name this tool makes beside a destination carries the writing process's id:
 
@@ -8,7 +8,7 @@ Every temporary name this tool makes beside a destination carries the writing pr
   removed when NAME is back in place, else moved back to NAME (the process died between the two renames, and this
   is the only copy).
 
-``clean_stale(folder)`` runs when a writer opens in a folder, when a project is opened or saved, and on ``new``.
+``clean_stale(folder)`` runs when a writer opens in a folder, when a project is opened, and when ``new`` replaces one.
 A process killed with SIGKILL cannot clean up; the next run in that folder does. (SIGINT, SIGTERM and SIGHUP end the
 CLI's job cleanly: its writers abort, which ends their ffmpeg.)
 """

@@ -15,6 +15,8 @@ from . import __version__
 from .errors import Cancelled, HarmoVidError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Signals that end a command like Ctrl+C: a kill, and the terminal closing
+HANGUPS = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -120,8 +122,7 @@ def cmd_render(args) -> int:
     fmt = args.format or _format_from_name(out)
     cancel = CancelToken()
     # SIGTERM and SIGHUP (the terminal closed) cancel like Ctrl+C: the writer aborts, its ffmpeg ends, nothing is left
-    hangups = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    previous = {s: signal.signal(s, lambda *_: cancel.cancel()) for s in hangups}
+    previous = {s: signal.signal(s, lambda *_: cancel.cancel()) for s in HANGUPS}
     bar = dbar = None
     try:
         for p in render(proj, args.output, fmt=fmt, layer=args.layer, start=args.start, end=args.end, cancel=cancel,
@@ -175,7 +176,7 @@ def cmd_info(args) -> int:
         if not info["missing_media"]:
             info["talent_info"] = probe(proj.talent_path).describe()
             info["plate_info"] = probe(proj.plate_path).describe()
-    elif p.name.endswith((".alpha.npz", ".npz", ".npy")):
+    elif p.name.endswith((".npz", ".npy")):
         from .matte.imported import describe_matte
 
         info = describe_matte(p)
@@ -596,8 +597,7 @@ def _interrupt_on_hangup():
     def interrupt(*_):
         raise KeyboardInterrupt
 
-    sigs = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    old = {s: signal.signal(s, interrupt) for s in sigs}
+    old = {s: signal.signal(s, interrupt) for s in HANGUPS}
     return lambda: [signal.signal(s, h) for s, h in old.items()]
 
 

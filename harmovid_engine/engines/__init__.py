@@ -19,6 +19,7 @@ Engines are listed here explicitly (no registration by import side effect): addi
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -34,12 +35,11 @@ NUMERIC_BOUND = 1e6
 def setting_problems(label: str, value, default, limits=None, choices=None) -> list[str]:
     """Problems of one setting's ``value`` judged by its ``default``'s type: a number must be a finite real number
     (an int where the default is an int; never a bool), within ``limits`` (lo, hi); a bool must be a bool; a string a
-    string, one of ``choices`` when given."""
-    import math
-
+    string; and any value one of ``choices`` when given."""
     if isinstance(default, bool):
-        return [] if isinstance(value, bool) else [f"{label} must be true or false, not {value!r}"]
-    if isinstance(default, (int, float)):
+        if not isinstance(value, bool):
+            return [f"{label} must be true or false, not {value!r}"]
+    elif isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return [f"{label} must be a number, not {value!r}"]
         if not math.isfinite(value):
@@ -49,12 +49,10 @@ def setting_problems(label: str, value, default, limits=None, choices=None) -> l
         lo, hi = limits or (-NUMERIC_BOUND, NUMERIC_BOUND)
         if not lo <= value <= hi:
             return [f"{label} must be between {lo} and {hi}, not {value!r}"]
-        return []
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            return [f"{label} must be text, not {value!r}"]
-        if choices and value not in choices:
-            return [f"{label} must be one of {', '.join(choices)}, not {value!r}"]
+    elif isinstance(default, str) and not isinstance(value, str):
+        return [f"{label} must be text, not {value!r}"]
+    if choices and value not in choices:
+        return [f"{label} must be one of {', '.join(map(str, choices))}, not {value!r}"]
     return []
 
 

@@ -117,10 +117,7 @@ class RenderSettings:
             if k in ("engine", "engine_settings"):
                 continue
             v = getattr(self, k)
-            bad = setting_problems(k, v, getattr(defaults, k), RENDER_LIMITS.get(k), RENDER_CHOICES.get(k))
-            if not bad and k in RENDER_CHOICES and v not in RENDER_CHOICES[k]:  # numbers with choices: 8 or 16
-                bad = [f"{k} must be one of {', '.join(map(str, RENDER_CHOICES[k]))}, not {v!r}"]
-            out += bad
+            out += setting_problems(k, v, getattr(defaults, k), RENDER_LIMITS.get(k), RENDER_CHOICES.get(k))
         if not isinstance(self.engine, str) or self.engine not in ENGINES:
             out.append(f"engine must be one of {', '.join(sorted(ENGINES))}, not {self.engine!r}")
         else:

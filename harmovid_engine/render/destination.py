@@ -22,7 +22,6 @@ from ..errors import HarmoVidError
 from ..media.writer import RENDER_TAG, is_png_render
 
 
-
 class DestinationError(HarmoVidError):
     """The output would destroy something the render did not create."""
 
