@@ -162,8 +162,11 @@ class ExportDialog(QDialog):
         self.status.setText(text)
 
     def _finished(self, path):
+        warnings = self.worker.warnings
         self._end(f"Exported {path}")
         self.window.statusBar().showMessage(f"Exported {path}", 8000)
+        if warnings:  # the export finished, but frames of a source file were damaged: say which
+            self.window.show_error("Exported, with damaged source frames", "\n\n".join(warnings))
         self.done_ok.emit(path)
 
     def _failed(self, message):

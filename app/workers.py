@@ -19,6 +19,7 @@ from PySide6.QtCore import QThread, Signal
 from harmovid_engine.errors import Cancelled, HarmoVidError
 from harmovid_engine.project import Project
 from harmovid_engine.render import CancelToken, Compositor, render
+from harmovid_engine.render.job import damaged_warnings
 from harmovid_engine.render.preview import preview_images, talent_brightness
 
 PROXY_LONG_SIDE = 480
@@ -176,12 +177,14 @@ class ExportWorker(QThread):
         self.output, self.fmt, self.start_frame, self.end_frame = output, fmt, start, end
         self.scale, self.layer = scale, layer
         self.token = CancelToken()
+        self.warnings: list[str] = []  # set before finished_ok: frames the sources could not decode
 
     def cancel(self) -> None:
         self.token.cancel()
 
     def run(self) -> None:
         try:
+            damaged = {}
             for p in render(self.project, self.output, fmt=self.fmt, layer=self.layer, start=self.start_frame,
                             end=self.end_frame, cancel=self.token, scale=self.scale,
                             overwrite=self.overwrite):
@@ -193,6 +196,8 @@ class ExportWorker(QThread):
                     self.denoising.emit(p.done, p.total, img)
                     continue
                 self.progress.emit(p.done, p.total, p.eta)
+                damaged = p.damaged
+            self.warnings = damaged_warnings(self.project, damaged)
             self.finished_ok.emit(self.output)
         except Cancelled:
             self.cancelled.emit()

@@ -103,6 +103,7 @@ def _apply_render_flags(settings, args) -> None:
 def cmd_render(args) -> int:
     from .project import Project
     from .render import CancelToken, render
+    from .render.job import damaged_warnings
 
     proj = Project.open(args.project)
     if args.engine and args.engine != proj.render.engine:
@@ -124,6 +125,7 @@ def cmd_render(args) -> int:
     # SIGTERM and SIGHUP (the terminal closed) cancel like Ctrl+C: the writer aborts, its ffmpeg ends, nothing is left
     previous = {s: signal.signal(s, lambda *_: cancel.cancel()) for s in HANGUPS}
     bar = dbar = None
+    damaged: dict[str, list[int]] = {}
     try:
         for p in render(proj, args.output, fmt=fmt, layer=args.layer, start=args.start, end=args.end, cancel=cancel,
                         audio=not args.no_audio, overwrite=args.overwrite):
@@ -138,12 +140,15 @@ def cmd_render(args) -> int:
             if bar is None:
                 bar = _progress(p.total, f"render {out.name}", not args.quiet)
             bar.update(1)
+            damaged = p.damaged
     finally:
         for b in (bar, dbar):
             if b is not None:
                 b.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+    for line in damaged_warnings(proj, damaged):
+        print(f"warning: {line}", file=sys.stderr)
     if not args.quiet:
         print(f"wrote {out}")
     return EXIT_OK

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +13,7 @@ from harmovid_engine.media.writer import MARKER, PngSequenceWriter
 from harmovid_engine.project import create_project
 from harmovid_engine.render.destination import DestinationError, DestinationExists, check_destination
 
-from conftest import ffmpeg, write_clip
+from conftest import decode_index, ffmpeg, write_clip
 
 
 def digest(path) -> str:
@@ -419,6 +420,50 @@ def test_a_variable_frame_rate_clip_is_refused_with_the_fix(tmp_path):
     assert not _variable_rate(Fraction(30000, 1001), Fraction(2997, 100))
 
 
+def gop_clip(path, n=150, container_opts=()):
+    """An index clip (``conftest.index_frame``) of n frames with a keyframe every 25, as a camera or NLE writes."""
+    src = write_clip(path.with_name("src_" + path.stem + ".mp4"), n, w=320, h=192, crf=18)
+    ffmpeg("-i", str(src), "-c:v", "libx264", "-g", "25", "-crf", "18", "-pix_fmt", "yuv420p", *container_opts,
+           str(path))
+    return path
+
+
+def test_a_corrupt_stretch_of_h264_leaves_every_later_frame_at_its_index(project, tmp_path, capsys):
+    from harmovid_engine.media import open_source
+
+    clip = gop_clip(tmp_path / "damaged.mp4")
+    data = bytearray(clip.read_bytes())
+    mid = len(data) // 2  # 16 KB of noise mid-file: the decoder gives up on ~20 frames and drops them
+    data[mid:mid + 16000] = np.random.default_rng(0).integers(0, 256, 16000, dtype=np.uint8).tobytes()
+    clip.write_bytes(bytes(data))
+    with open_source(clip) as src:
+        streamed = [decode_index(f) for _, f in src.frames()]
+        damaged = sorted(src.damaged)
+    assert len(streamed) == 150 and len(damaged) >= 5
+    lo, hi = damaged[0] - 25, damaged[-1] + 25  # within the damaged GOPs the pictures themselves are garbage
+    assert all(v == i for i, v in enumerate(streamed) if not lo <= i <= hi), "frames after the damage moved"
+    for k in (10, damaged[0], damaged[-1], damaged[-1] + 1, 120, 149):  # seeking shows what streaming shows
+        with open_source(clip) as src:
+            assert decode_index(src.read(k)) == streamed[k], k
+    # a render through it tells the editor which frames, and keeps the rest in place
+    os.replace(clip, project.talent_path.with_name("damaged.mp4"))
+    proj = create_project(tmp_path / "p2", project.talent_path.with_name("damaged.mp4"), project.plate_path)
+    rc = cli.main(["render", str(proj.folder), "-o", str(tmp_path / "out.mp4"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 0 and f"{len(damaged)} frame(s) of the talent 'damaged.mp4' could not be decoded" in err
+    assert f"frames {damaged[0]}-{damaged[-1]}" in err
+
+
+def test_seeking_an_mpeg_ts_lands_on_the_frame_asked_for(tmp_path):
+    from harmovid_engine.media import open_source
+
+    clip = gop_clip(tmp_path / "broadcast.ts", container_opts=("-f", "mpegts"))
+    for k in (1, 10, 40, 77, 120, 149):  # ffmpeg's seek in TS lands on a later keyframe (10 -> 25, 149 -> past the end)
+        with open_source(clip) as src:
+            assert decode_index(src.read(k)) == k
+            assert not src.damaged
+
+
 @pytest.mark.parametrize("trc, what", [("arib-std-b67", "HLG"), ("smpte2084", "PQ")])
 def test_hdr_footage_is_refused_rather_than_shown_with_wrong_colours(tmp_path, trc, what):
     from harmovid_engine.errors import MediaError
@@ -567,3 +612,137 @@ def test_fuzzed_matte_files_import_cleanly_or_are_refused(tmp_path):
             assert f.min() >= 0 and f.max() <= 1
 
     check()
+
+
+def _mutations():
+    """A damaged copy of a file, as disks, downloads and bad cards make them: cut short, a run of noise, bytes lost."""
+    from hypothesis import strategies as st
+
+    where = st.floats(0.0, 1.0)
+    return st.lists(st.one_of(
+        st.tuples(st.just("truncate"), where),
+        st.tuples(st.just("noise"), where, st.integers(1, 4096), st.integers(0, 2**32 - 1)),
+        st.tuples(st.just("delete"), where, st.integers(1, 2048)),
+        st.tuples(st.just("flip"), where, st.integers(0, 7)),
+    ), min_size=1, max_size=3)
+
+
+def _damage(data: bytes, ops) -> bytes:
+    b = bytearray(data)
+    for op in ops:
+        at = int(op[1] * max(len(b) - 1, 0))
+        if op[0] == "truncate":
+            del b[at:]
+        elif op[0] == "noise":
+            b[at:at + op[2]] = np.random.default_rng(op[3]).integers(0, 256, op[2], dtype=np.uint8).tobytes()
+        elif op[0] == "delete":
+            del b[at:at + op[2]]
+        elif b:
+            b[min(at, len(b) - 1)] ^= 1 << op[2]
+    return bytes(b)
+
+
+def _fuzz_media(tmp_path, original, max_examples):
+    """Open a damaged copy and read it as a render would: frames of the probed size, or one clean MediaError."""
+    from hypothesis import HealthCheck, given, settings
+
+    from harmovid_engine.errors import MediaError
+    from harmovid_engine.media import open_source
+
+    data = original.read_bytes()
+
+    @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(ops=_mutations())
+    def check(ops):
+        path = tmp_path / ("fuzz" + original.suffix)
+        path.write_bytes(_damage(data, ops))
+        try:
+            with open_source(path) as src:
+                w, h = src.size
+                n = 1 if src.is_still else len(src)
+                shapes = {src.read(k).shape[:2] for k in sorted({0, n // 2, n - 1})}
+                if not src.is_still:
+                    shapes |= {f.shape[:2] for _, f in src.frames()}
+        except MediaError:
+            return
+        assert shapes == {(h, w)}
+
+    check()
+
+
+def test_fuzzed_video_files_decode_cleanly_or_are_refused(tmp_path):
+    _fuzz_media(tmp_path, gop_clip(tmp_path / "v.mp4", n=30), 150)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_fuzzed_image_files_load_cleanly_or_are_refused(tmp_path, ext):
+    from conftest import index_frame
+
+    still = tmp_path / f"plate{ext}"
+    cv2.imwrite(str(still), index_frame(3, 160, 96))
+    _fuzz_media(tmp_path, still, 300)
+
+
+# -- the system says no: exit 2, one line naming what the editor asked for, nothing left -----------------------------
+@pytest.mark.parametrize("name", ["out.mp4", "frames"])
+def test_a_read_only_destination_is_exit_2_naming_the_destination(project, tmp_path, capsys, monkeypatch, name):
+    import errno
+    import tempfile as tf
+
+    from harmovid_engine.media import writer
+
+    def refuse(*a, dir=None, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(Path(dir) / f".{name}.123.abc.part"))
+
+    class ReadOnly:  # the tempfile module as a read-only folder answers it
+        mkstemp = mkdtemp = staticmethod(refuse)
+        TemporaryFile = staticmethod(tf.TemporaryFile)
+
+    dest = tmp_path / "ro"
+    dest.mkdir()
+    monkeypatch.setattr(writer, "tempfile", ReadOnly)
+    rc, err = render_cli(project, dest / name, capsys=capsys)
+    assert rc == 2 and err.strip() == f"harmovid: error: Permission denied: '{dest / name}'"
+    assert list(dest.iterdir()) == []
+
+
+def test_a_full_disk_during_propagation_is_exit_2_and_leaves_no_half_matte(project, capsys, monkeypatch):
+    import builtins
+    import errno
+
+    from harmovid_engine.matte import store
+    from harmovid_engine.project import Project
+
+    before = digest(project.mattes_dir)
+    writes = []
+
+    class Full:
+        def __init__(self, path):
+            self.path = path
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, data):
+            Path(self.path).write_bytes(data[: len(data) // 2])  # what fits before the disk fills
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def open_(path, mode="r", *a, **k):
+        writes.append(path)
+        if len(writes) > 2 and "w" in mode:
+            return Full(path)
+        return builtins.open(path, mode, *a, **k)
+
+    monkeypatch.setattr(store, "open", open_, raising=False)
+    rc = cli.main(["matte", "propagate", str(project.folder), "--keyframes", "0", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip() == f"harmovid: error: No space left on device: '{project.mattes_dir}/alpha_00002.png'"
+    left = sorted(p.name for p in project.mattes_dir.iterdir())
+    assert left == [f"alpha_{i:05d}.png" for i in range(6)]  # no temporary file, no half-written matte
+    for i in range(6):
+        assert cv2.imread(str(project.mattes_dir / left[i]), cv2.IMREAD_UNCHANGED) is not None
+    assert len(writes) == 3 and before != digest(project.mattes_dir)  # two frames were propagated before it filled
+    Project.open(project.folder)  # the project still opens

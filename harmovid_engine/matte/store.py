@@ -47,12 +47,23 @@ class MatteStore:
         return alpha_to_float(img)
 
     def put(self, index: int, alpha: np.ndarray) -> None:
+        """Write frame ``index``'s matte atomically (a temporary ``.NAME.PID.tmp``, then a rename): a full disk or a
+        kill never leaves a half-written matte; the system's own error (no space, no permission) reaches the caller."""
         self.folder.mkdir(parents=True, exist_ok=True)
         p = self.path(index)
-        tmp = p.with_name(f".{p.name}.part.png")
-        if not cv2.imwrite(str(tmp), alpha_from_float(alpha, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 3]):
-            raise MatteError(f"cannot write '{p}' (disk full or no permission?)")
-        os.replace(tmp, p)
+        ok, png = cv2.imencode(".png", alpha_from_float(alpha, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        if not ok:
+            raise MatteError(f"cannot encode the matte of frame {index}")
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(png.tobytes())
+            os.replace(tmp, p)
+        except BaseException as e:
+            tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):  # name the matte, not its temporary file
+                raise OSError(e.errno, e.strerror or str(e), str(p)) from e
+            raise
 
     def delete(self, index: int) -> None:
         self.path(index).unlink(missing_ok=True)

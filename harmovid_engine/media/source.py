@@ -13,10 +13,11 @@ of the open decoder continue it instead of seeking. Colour conversion to RGB hon
 from __future__ import annotations
 
 import os
+import queue
+import re
 import subprocess
-import tempfile
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Iterator
 
@@ -193,52 +194,123 @@ class SequenceSource(FrameSource):
         return img
 
 
-class _Decoder:
-    """One ffmpeg process decoding a video from ``start`` onward into raw RGB(A) frames."""
+class _Overshoot(Exception):
+    """A seek landed past its target (MPEG-TS and other containers without an exact index): seek earlier."""
 
-    def __init__(self, info: MediaInfo, start: int):
+
+_SHOWINFO_RE = re.compile(rb"\bn:\s*\d+\s+pts:\s*\S+\s+pts_time:(\S+)")
+
+
+class _Decoder:
+    """One ffmpeg process decoding a video from frame ``start`` onward into raw RGB(A) frames, each placed at the index
+    its timestamp says (``showinfo`` reports every frame's pts on stderr, read by a thread).
+
+    Frames are what their index says: a frame the decoder could not produce (a corrupt stretch of the file) is shown
+    as the next good frame and listed in ``filled``; a repeated timestamp is dropped; so every later index still shows
+    its own picture and streaming equals seeking. ``seek_from`` is where ffmpeg's ``-ss`` starts decoding (at or before
+    ``start``); frames before ``start`` are decoded and dropped."""
+
+    def __init__(self, info: MediaInfo, start: int, t0: float | None, seek_from: float | None = None):
         self.info = info
         self.next_index = start
+        self.t0 = t0  # the first frame's pts in seconds (None: learnt from the first frame, when start is 0)
+        self.fps = float(info.fps)
+        self.filled: set[int] = set()
+        self._pending: tuple[int, np.ndarray] | None = None
+        self.check_overshoot = False  # set by VideoSource for a seek that may overshoot
         self.channels = 4 if info.has_alpha else 3
         deep = info.bit_depth > 8
         self.dtype = np.dtype("<u2") if deep else np.dtype(np.uint8)
         pix = {(3, False): "rgb24", (4, False): "rgba", (3, True): "rgb48le", (4, True): "rgba64le"}[
             (self.channels, deep)]
         self.frame_bytes = info.width * info.height * self.channels * self.dtype.itemsize
-        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
-        if start > 0:
-            # Half a frame before the target: frames with pts < ss are dropped, frame `start` is kept.
-            args += ["-ss", f"{(start - 0.5) / float(info.fps):.6f}"]
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info"]
+        if seek_from is None and start > 0:
+            seek_from = (start - 0.5) / self.fps  # half a frame before the target
+        if seek_from is not None and seek_from > 0:
+            args += ["-ss", f"{seek_from:.6f}"]
         scale = "scale=flags=bicubic+accurate_rnd+full_chroma_int:out_range=pc"
         if not info.pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "pal")):
             scale += f":in_color_matrix={info.color_matrix}:in_range={info.color_range}"
-        args += ["-i", info.path, "-map", "0:v:0", "-an", "-sn", "-fps_mode", "passthrough", "-vf", scale,
-                 "-f", "rawvideo", "-pix_fmt", pix, "-"]
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=self.frame_bytes)
+        args += ["-copyts", "-i", info.path, "-map", "0:v:0", "-an", "-sn", "-fps_mode", "passthrough",
+                 "-vf", "showinfo=checksum=0," + scale, "-f", "rawvideo", "-pix_fmt", pix, "-"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes)
         widen_pipe(self.proc.stdout)
+        self._times: queue.Queue = queue.Queue()
+        self._errors: deque[bytes] = deque(maxlen=20)
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
 
-    def read_next(self) -> np.ndarray:
+    def _read_stderr(self) -> None:
+        try:
+            self._parse_stderr()
+        except (OSError, ValueError):  # the pipe closed under us: the decoder is being closed
+            pass
+        self._times.put(EOFError)
+
+    def _parse_stderr(self) -> None:
+        for line in self.proc.stderr:
+            m = _SHOWINFO_RE.search(line) if b"showinfo" in line else None
+            if m:
+                try:
+                    self._times.put(float(m.group(1)))
+                except ValueError:  # NOPTS
+                    self._times.put(None)
+            elif b"[error]" in line or b"[fatal]" in line:
+                self._errors.append(line.replace(b"[error] ", b"").replace(b"[fatal] ", b""))
+
+    def _read_raw(self) -> tuple[np.ndarray, float | None]:
         buf = _read_exact(self.proc.stdout, self.frame_bytes)
         if len(buf) < self.frame_bytes:
             self.proc.wait(timeout=30)
-            self._stderr.seek(0)
-            detail = last_error_line(self._stderr.read()) if self.proc.returncode else "the file ends early"
+            self._reader.join(timeout=30)
+            detail = last_error_line(b"\n".join(self._errors)) if self.proc.returncode or self._errors else \
+                "the file ends early"
             raise MediaError(f"'{Path(self.info.path).name}': frame {self.next_index} of {self.info.frame_count} "
                              f"cannot be decoded ({detail}); the file may be truncated or corrupt")
         frame = np.frombuffer(buf, dtype=self.dtype).reshape(self.info.height, self.info.width, self.channels)
+        t = self._times.get(timeout=60)  # showinfo logs a frame before ffmpeg writes it
+        return (frame.astype(np.uint16) if self.dtype != np.uint8 else frame), (None if t is EOFError else t)
+
+    def peek(self) -> int:
+        """Decode up to the next frame at or after ``next_index`` and return its index (raises ``_Overshoot`` when
+        the first frame of a seek lies past its target)."""
+        while self._pending is None:
+            frame, t = self._read_raw()
+            if t is None:  # no timestamps: frames in decode order
+                j = self.next_index
+            elif self.t0 is None:
+                self.t0, j = t, self.next_index
+            else:
+                j = round((t - self.t0) * self.fps)
+            if j < self.next_index:  # before the target (a seek's pre-roll) or a repeated timestamp
+                continue
+            if self.check_overshoot and j > self.next_index:
+                raise _Overshoot(j)
+            self.check_overshoot = False
+            self._pending = (j, frame)
+        return self._pending[0]
+
+    def read_next(self) -> np.ndarray:
+        j = self.peek()
+        frame = self._pending[1]
+        if j == self.next_index:
+            self._pending = None
+        else:
+            self.filled.add(self.next_index)
         self.next_index += 1
-        return frame.astype(np.uint16) if self.dtype != np.uint8 else frame
+        return frame
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-        try:
-            self.proc.stdout.close()
-        except OSError:
-            pass
         self.proc.wait()
-        self._stderr.close()
+        self._reader.join(timeout=5)  # it ends at the pipe's end, now the process is gone
+        for stream in (self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 def _read_exact(stream, n: int) -> bytes:
@@ -253,42 +325,94 @@ def _read_exact(stream, n: int) -> bytes:
     return b"".join(chunks)
 
 
+# A seek that lands past its target retries this many seconds earlier, then from the start of the file.
+SEEK_BACKOFF = (2.0, 10.0, 60.0)
+
+
 class VideoSource(FrameSource):
-    """A video file decoded by ffmpeg."""
+    """A video file decoded by ffmpeg. ``damaged``: indices the decoder could not produce (shown as the next good
+    frame), gathered from every decoder so far."""
 
     def __init__(self, info: MediaInfo, cache_bytes: int = 192 * 2**20):
         super().__init__(info, cache_bytes)
         self._decoder: _Decoder | None = None
+        self._t0: float | None = None
+        self.damaged: set[int] = set()
         self.seeks = 0  # decoder restarts, for tests and diagnostics
+
+    def _start_time(self) -> float | None:
+        """The first frame's timestamp (seconds), from a one-frame decode the first time a seek needs it."""
+        if self._t0 is None:
+            dec = _Decoder(self.info, 0, None)
+            try:
+                dec.read_next()
+                self._t0 = dec.t0
+            finally:
+                dec.close()
+        return self._t0
+
+    def _open(self, start: int) -> _Decoder:
+        """A decoder whose next frame is ``start``: seek half a frame early; where the container's seek overshoots,
+        seek earlier, and at last decode from the start of the file."""
+        t0 = self._start_time() if start > 0 else self._t0
+        target = (start - 0.5) / float(self.info.fps)
+        for back in (0.0, *SEEK_BACKOFF, None):
+            seek_from = 0.0 if back is None else max(0.0, target - back)
+            dec = _Decoder(self.info, start, t0, seek_from=seek_from)
+            # decoding from the start of the file, a first frame past the target is a gap in the file, not a bad seek
+            dec.check_overshoot = seek_from > 0.0
+            try:
+                dec.peek()
+            except (_Overshoot, MediaError):
+                dec.close()
+                if seek_from > 0.0:  # past the target, or past the last frame after the keyframe it landed on
+                    continue
+                raise
+            except BaseException:
+                dec.close()
+                raise
+            if self._t0 is None:
+                self._t0 = dec.t0
+            return dec
+        raise AssertionError("unreachable: the last try decodes from the start")
+
+    def _collect(self, dec: _Decoder) -> None:
+        self.damaged |= dec.filled
 
     def _read(self, index: int) -> np.ndarray:
         dec = self._decoder
         if dec is None or not (dec.next_index <= index <= dec.next_index + SEEK_AHEAD_LIMIT):
             if dec is not None:
+                self._collect(dec)
                 dec.close()
-            dec = self._decoder = _Decoder(self.info, index)
+            self._decoder = None
+            dec = self._decoder = self._open(index)
             self.seeks += 1
         while dec.next_index < index:
             i = dec.next_index
             frame = dec.read_next()
             frame.setflags(write=False)
             self.cache.put(i, frame)
-        return dec.read_next()
+        frame = dec.read_next()
+        self._collect(dec)
+        return frame
 
     def frames(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         end = self._end(end)
         if start >= end:
             return
-        dec = _Decoder(self.info, start)
+        dec = self._open(start)
         try:
             for i in range(start, end):
                 yield i, dec.read_next()
         finally:
+            self._collect(dec)
             dec.close()
 
     def close(self) -> None:
         with self._lock:
             if self._decoder is not None:
+                self._collect(self._decoder)
                 self._decoder.close()
                 self._decoder = None
         super().close()

@@ -8,6 +8,7 @@ Audio from the talent clip can be muxed into H.264 and ProRes outputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -102,6 +103,15 @@ class FrameWriter:
         raise NotImplementedError
 
 
+@contextlib.contextmanager
+def _named_for(path: Path):
+    """An OS error about the temporary file beside ``path`` names ``path`` itself (what the editor asked for)."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+
+
 class FFmpegWriter(FrameWriter):
     """Pipes raw frames into ffmpeg writing a temporary file; renamed into place on success."""
 
@@ -114,7 +124,9 @@ class FFmpegWriter(FrameWriter):
         super().__init__(path, width, height, fps)
         self.options = options
         clean_stale(self.path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part", dir=self.path.parent)
+        with _named_for(self.path):
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part",
+                                       dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
         self._stderr = tempfile.TemporaryFile()
@@ -318,8 +330,9 @@ class PngSequenceWriter(FrameWriter):
         self.dtype = np.uint8 if bit_depth == 8 else np.uint16
         self.start_number = start_number
         clean_stale(self.path.parent)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part",
-                                          dir=self.path.parent))
+        with _named_for(self.path):
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part",
+                                              dir=self.path.parent))
 
     def _write(self, rgb_linear, alpha):
         rgb = from_linear(rgb_linear, self.dtype)

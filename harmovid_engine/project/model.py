@@ -293,6 +293,8 @@ class Project:
         from ..cleanup import clean_stale
 
         clean_stale(folder)  # what a killed save or import left (temporary files of dead processes)
+        if (folder / "mattes").is_dir():
+            clean_stale(folder / "mattes")  # and a killed matte write
         return cls.from_dict(folder, _read_json(f), PROJECT_FILE)
 
     def save(self) -> None:

@@ -14,7 +14,7 @@ import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -55,10 +55,35 @@ class RenderProgress:
     frame: np.ndarray | None = None  # (H, W, 3) float32 linear, when the caller asked for frames
     phase: str = "render"  # "denoising" while a whole-clip engine runs first (index -1, done/total = steps)
     preview: np.ndarray | None = None  # denoising: the predicted clean clip so far, (F, 3, h, w) in [-1, 1]
+    # frames of the talent or plate file that could not be decoded, so far (each shown as the next good frame)
+    damaged: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def eta(self) -> float:
         return self.elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+
+
+def damaged_warnings(project: Project, damaged: dict[str, list[int]]) -> list[str]:
+    """One line per source file with frames that could not be decoded (``RenderProgress.damaged``)."""
+    lines = []
+    for role, frames in damaged.items():
+        name = Path(project.talent_path if role == "talent" else project.plate_path).name
+        lines.append(f"{len(frames)} frame(s) of the {role} '{name}' could not be decoded ({frame_ranges(frames)}); "
+                     "each shows the next good frame, so every other frame keeps its place. Re-export the file "
+                     "from its source to repair them.")
+    return lines
+
+
+def frame_ranges(frames: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"frames 3-5, 9"``."""
+    runs: list[list[int]] = []
+    for f in sorted(frames):
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    parts = [f"{a}-{b}" if b > a else f"{a}" for a, b in runs]
+    return "frame" + ("s " if len(frames) > 1 else " ") + ", ".join(parts[:8]) + (", ..." if len(parts) > 8 else "")
 
 
 def resolve_range(project: Project, n: int, start: int | None, end: int | None) -> tuple[int, int]:
@@ -193,7 +218,8 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
                 else:
                     rgb, alpha = comp.frame(i, layer)
                     writer.write(rgb, alpha)
-                yield RenderProgress(i, k + 1, e - s, time.perf_counter() - t0, rgb if yield_frames else None)
+                yield RenderProgress(i, k + 1, e - s, time.perf_counter() - t0, rgb if yield_frames else None,
+                                     damaged=comp.damaged_frames())
         cancel.check()
         writer.close()
     except BaseException:

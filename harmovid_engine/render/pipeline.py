@@ -81,6 +81,15 @@ class Compositor:
         self._timer = Timer()
         self.configure(project, engine, engine_settings)
 
+    def damaged_frames(self) -> dict[str, list[int]]:
+        """``{"talent"|"plate": indices}`` of frames their file could not decode (shown as the next good frame)."""
+        out = {}
+        for role, src in (("talent", self.talent_src), ("plate", self.plate_src)):
+            bad = getattr(src, "damaged", None)
+            if bad:
+                out[role] = sorted(bad)
+        return out
+
     @property
     def timings(self) -> dict[str, float]:
         """Seconds per stage, summed over the frames computed so far."""
