@@ -223,3 +223,14 @@ def plate_stats(plate_small: np.ndarray | PlateAnalysis, weight: np.ndarray | No
     edges = (a.edges * w[..., None]).sum((0, 1)) / w.sum()
     ch = np.log(np.maximum(edges, 1e-9))
     return PlateStats(key, (ch - ch.mean()).astype(np.float32), a.sh)
+
+
+def light_of_sh(sh: np.ndarray) -> tuple[np.ndarray, float]:
+    """(unit direction (3,) of the plate's dominant light: x right, y up, z toward the camera; directionality 0 for
+    flat ambient light to ~1.5 for a single strong source) from its SH environment (9, 3)."""
+    lum_dir = np.array([sh[3] @ LUMA_709, sh[1] @ LUMA_709, sh[2] @ LUMA_709], np.float32)
+    ambient = float(sh[0] @ LUMA_709) + 1e-6
+    directionality = float(np.clip(np.linalg.norm(lum_dir) / ambient, 0, 1.5))
+    n = np.linalg.norm(lum_dir)
+    light_dir = lum_dir / n if n > 1e-6 else np.array([0, 1, 1], np.float32) / np.sqrt(2)
+    return light_dir.astype(np.float32), directionality

@@ -27,9 +27,10 @@ import numpy as np
 
 from ..colour import LUMA_709
 from ..engines import Engine
-from .analysis import (PLATE_KEY_REF, analyse_plate, irradiance, log_image, matte_normals, plate_stats, skin_mask,
-                       skin_posterior, talent_stats)
+from .analysis import (PLATE_KEY_REF, analyse_plate, irradiance, light_of_sh, log_image, matte_normals, plate_stats,
+                       skin_mask, skin_posterior, talent_stats)
 
+EPS_LUM = 1e-5
 GRID = 24  # the gain field's resolution over the talent's bounding box (GRID x GRID)
 ANALYSIS_SIZE = 128  # long side of the talent crop used for analysis
 SHADING_SIZE = 64  # long side used for the directional relight (normals, SH irradiance, the talent's own shading)
@@ -75,7 +76,31 @@ def _resize_long(img: np.ndarray, long_side: int, interp=cv2.INTER_AREA) -> np.n
     return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
 
 
-class AnalyticEngine(Engine):
+class FieldEngine(Engine):
+    """An engine whose per-frame parameters are :class:`RelightParams`: a log-gain field over the talent's box."""
+
+    # -- application --------------------------------------------------------------------------------------------
+    def log_gain(self, shape: tuple[int, int], params: RelightParams):
+        """(bbox, (h, w, 3) log-gain field over it) for a frame of ``shape`` = (h, w): the frame the parameters were
+        estimated on or a resized copy. The gain is applied weighted by alpha (see :meth:`apply`)."""
+        h, w = shape
+        fw, fh = params.frame or (w, h)
+        x0, y0, x1, y1 = params.bbox
+        if (fw, fh) != (w, h):
+            sx, sy = w / fw, h / fh
+            x0, y0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
+            # within the frame: x1 * sx can land a hair above a whole number (float) and ceil one past the edge
+            x0, y0 = min(x0, w - 1), min(y0, h - 1)
+            x1, y1 = min(w, max(x0 + 1, int(np.ceil(x1 * sx)))), min(h, max(y0 + 1, int(np.ceil(y1 * sy))))
+        return (x0, y0, x1, y1), cv2.resize(params.field(), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
+
+    def light(self, params: RelightParams | None):
+        if params is None:
+            return None, 0.5
+        return params.light_dir, params.directionality
+
+
+class AnalyticEngine(FieldEngine):
     name = "analytic"
     defaults = {
         "colour": 1.0,  # strength of white-balance adaptation (0 off, 1 default, up to 2)
@@ -152,8 +177,11 @@ class AnalyticEngine(Engine):
         skin_l, skin_c = skin_posterior(ts.log_luma, ts.chroma, s["exposure_error"], s["white_balance_error"])
         target_l = skin_l + s["key_adaptation"] * dev
         d_luma = s["intensity"] * s["intensity_weight"] * trust * (target_l - ts.log_luma)
-        # white balance: skin under the plate's illuminant
-        target_c = skin_c + s["plate_adaptation"] * ps.chroma
+        # white balance: skin under the plate's illuminant. Where the directional relight carries the plate's light
+        # (its colour included), that share of the illuminant's colour is the relight's, not counted twice.
+        gate = self.direction_gate(ps.sh)
+        relit = min(1.0, s["direction"] * gate)
+        target_c = skin_c + s["plate_adaptation"] * (1.0 - relit) * ps.chroma
         d_chroma = s["colour"] * s["colour_weight"] * trust * (target_c - ts.chroma)
         d_chroma = d_chroma - d_chroma @ LUMA_709  # chroma only: luminance is handled by d_luma
         gain = (d_luma + d_chroma).astype(np.float32)
@@ -161,7 +189,7 @@ class AnalyticEngine(Engine):
         t_shade, a_shade = _resize_long(t_small, SHADING_SIZE), _resize_long(a_small, SHADING_SIZE)
         skin_shade = cv2.resize(skin.view(np.uint8), a_shade.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
         shade, light_dir, directionality = self._shading(t_shade, a_shade, ps.sh, skin_shade)
-        shade = shade * (s["direction"] * self.direction_gate(ps.sh))
+        shade = shade * (s["direction"] * gate)
         return RelightParams(bbox, gain, shade, light_dir, directionality, (alpha.shape[1], alpha.shape[0]))
 
     def _plate(self, plate: np.ndarray, bbox):
@@ -196,14 +224,17 @@ class AnalyticEngine(Engine):
         fit_region = skin if skin.sum() > 0.1 * max(region.sum(), 1) else region
         e_plate = irradiance(sh, normals)  # (h, w, 3)
         log_e = log_image(e_plate)
-        lum_dir = np.array([sh[3] @ LUMA_709, sh[1] @ LUMA_709, sh[2] @ LUMA_709], np.float32)
-        ambient = float(sh[0] @ LUMA_709) + 1e-6
-        directionality = float(np.clip(np.linalg.norm(lum_dir) / ambient, 0, 1.5))
-        light_dir = _unit(lum_dir)
+        light_dir, directionality = light_of_sh(sh)
         if fit_region.sum() < 20:
             return np.zeros((GRID, GRID, 3), np.float32), light_dir, directionality
-        # plate's relative shading over the talent (colour included), zero-mean over the talent
-        new = log_e - log_e[fit_region].mean(0)
+        # The plate's light over the talent, colour included, acting on the talent's albedo (its pixels): pink light
+        # makes skin pinker, blue light bluer and darker (skin reflects little blue). Only one number is taken out,
+        # so that the relit talent keeps its mean luminance (exposure is the gain's business). (Zero-mean per
+        # channel, as before, made the side lit by the pink half of a pink/blue room orange and the blue side olive:
+        # each side got the colour of its light relative to the mix of both.)
+        lit = t_small[fit_region] * np.exp(log_e[fit_region])
+        own = t_small[fit_region]
+        new = log_e - float(np.log(max((lit @ LUMA_709).mean(), EPS_LUM) / max((own @ LUMA_709).mean(), EPS_LUM)))
         # talent's current directional shading: order-1 fit of its smoothed log-luminance on the normals
         y = np.log(np.maximum(cv2.GaussianBlur(t_small @ LUMA_709, (0, 0), 2.0), 1e-4))
         nrm = normals[fit_region]
@@ -212,33 +243,18 @@ class AnalyticEngine(Engine):
         old = normals @ coef[1:]
         old = old - old[fit_region].mean()
         field = new - old[..., None]
+        # soft limits (no hard edge where a clip would start): the luminance change up to max_shade, the colour of
+        # the light on skin up to three quarters of it (a face under green or purple stage light takes a tint, not
+        # a cast)
         m = self.settings["max_shade"]
-        field = np.clip(field, -m, m)
+        lum = field @ LUMA_709
+        chroma = field - lum[..., None]
+        field = (m * np.tanh(lum / m))[..., None] + 0.75 * m * np.tanh(chroma / (0.75 * m))
         # extend the field smoothly outside the talent (normalised convolution) and reduce it to the grid
         wgt = region.astype(np.float32)
-        sig = max(2.0, 0.05 * max(region.shape))
+        sig = max(2.0, 0.065 * max(region.shape))  # light wraps smoothly round a face: no seam down the nose
         num = cv2.GaussianBlur(field * wgt[..., None], (0, 0), sig)
         den = cv2.GaussianBlur(wgt, (0, 0), sig)[..., None] + 1e-4
         field = num / den
         grid = cv2.resize(field, (GRID, GRID), interpolation=cv2.INTER_AREA)
         return grid.astype(np.float32), light_dir, directionality
-
-    # -- application --------------------------------------------------------------------------------------------
-    def log_gain(self, shape: tuple[int, int], params: RelightParams):
-        """(bbox, (h, w, 3) log-gain field over it) for a frame of ``shape`` = (h, w): the frame the parameters were
-        estimated on or a resized copy. The gain is applied weighted by alpha (see :meth:`apply`)."""
-        h, w = shape
-        fw, fh = params.frame or (w, h)
-        x0, y0, x1, y1 = params.bbox
-        if (fw, fh) != (w, h):
-            sx, sy = w / fw, h / fh
-            x0, y0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
-            # within the frame: x1 * sx can land a hair above a whole number (float) and ceil one past the edge
-            x0, y0 = min(x0, w - 1), min(y0, h - 1)
-            x1, y1 = min(w, max(x0 + 1, int(np.ceil(x1 * sx)))), min(h, max(y0 + 1, int(np.ceil(y1 * sy))))
-        return (x0, y0, x1, y1), cv2.resize(params.field(), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
-
-    def light(self, params: RelightParams | None):
-        if params is None:
-            return None, 0.5
-        return params.light_dir, params.directionality
