@@ -1,6 +1,10 @@
-"""Fit the analytic engine's prior weights on ``../shared/data/train`` (never on the report set), through the product.
+"""Fit the engines' constants on ``../shared/data/train`` (never on the report set), through the product.
 
-    python benchmarks/fit_analytic.py [--stage prior|light] [--data ../shared/data/train] [--frames 8] [--out F.json]
+    python benchmarks/fit_analytic.py [--stage prior|light|learned] [--data ../shared/data/train] [--frames 8]
+
+Stages ``prior`` and ``light`` fit the analytic engine; ``learned`` fits the learned engine's ``confidence`` (how
+much its two looks may disagree before it holds back), on the clips its network was validated on (the checkpoint's
+``val_clips``: it never trained on them).
 
 The lut_static protocol of EVALUATION.md (three seeded draws per clip) is run on the training clips, each case handed
 to the render graph as ``harmovid render`` would take it (``bench/graph.py``), once per candidate setting of the
@@ -44,6 +48,10 @@ GRIDS = {
         "plate_adaptation": [0.0, 0.15, 0.35],
         "direction": [0.0, 0.5, 1.0],
     },
+    "learned": {
+        "engine": ["learned"],
+        "confidence": [0.03, 0.06, 0.1, 0.15, 0.25, 0.5, 10.0],
+    },
 }
 
 
@@ -67,7 +75,9 @@ def clip_cases(data_dir: str, name: str, frames: int, grid: list[dict]) -> list[
         for draw in clip.draws("lut_static"):
             row = {"clip": name, "k": draw.k, "composite": draw.measure(draw.talents)["fmse"], "settings": []}
             for s in grid:
-                row["settings"].append(draw.measure(talent_layers(draw.project(), "analytic", s))["fmse"])
+                s = dict(s)
+                engine = s.pop("engine", "analytic")
+                row["settings"].append(draw.measure(talent_layers(draw.project(), engine, s))["fmse"])
             rows.append(row)
     return rows
 
@@ -90,12 +100,21 @@ def main() -> int:
     ap.add_argument("--stage", choices=sorted(GRIDS), default="light", help="which grid (default: light)")
     ap.add_argument("--grid", help='JSON list of settings to measure instead of the grid, e.g. \'[{"colour_weight": 0.33}]\'')
     args = ap.parse_args()
-    from harmovid_engine.relight.engine import AnalyticEngine
+    from harmovid_engine.engines import ENGINES
 
     grid = json.loads(args.grid) if args.grid else settings_grid(args.stage)
-    result = run_grid(clip_cases, score, args.data, args.frames, grid, args.workers)
+    engine = grid[0].get("engine", "analytic")
+    wanted = None
+    if engine == "learned":  # the clips the network never trained on
+        import torch
+
+        from harmovid_engine.relight.learned import model_path
+
+        wanted = set(torch.load(model_path(), weights_only=True)["meta"]["val_clips"])
+    result = run_grid(clip_cases, score, args.data, args.frames, grid, args.workers, wanted)
     name = "grid" if args.stage == "prior" else args.stage
-    report(result, {k: AnalyticEngine.defaults[k] for k in grid[0]},
+    defaults = ENGINES[engine].defaults
+    report(result, {k: (engine if k == "engine" else defaults[k]) for k in grid[0]},
            "mean log(fmse/fmse_composite) + 0.25 max log(fmse/fmse_composite)",
            Path(args.out or ROOT / "docs" / "bench" / f"fit_analytic_{name}.json"))
     return 0

@@ -321,10 +321,18 @@ def cmd_models(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .deflicker.train import Trainer, TrainSettings
+    """``harmovid train deflicker|harmonizer``: the two per-frame models share data layout, split and bookkeeping."""
+    val_clips = [c for c in (args.val_clips or "").split(",") if c]
+    if args.train_command == "harmonizer":
+        from .relight.train import Trainer, TrainSettings
 
-    ts = TrainSettings(steps=args.steps, batch=args.batch, frames=args.frames, plates=args.plates, seed=args.seed,
-                       device=args.device, val_clips=[c for c in (args.val_clips or "").split(",") if c])
+        ts = TrainSettings(steps=args.steps, batch=args.batch, frames=args.frames, seed=args.seed,
+                           device=args.device, val_clips=val_clips)
+    else:
+        from .deflicker.train import Trainer, TrainSettings
+
+        ts = TrainSettings(steps=args.steps, batch=args.batch, frames=args.frames, plates=args.plates,
+                           seed=args.seed, device=args.device, val_clips=val_clips)
     out = Path(args.out)
     if out.exists() and not args.resume and not args.force:
         raise HarmoVidError(f"'{out}' exists: pass --resume to continue that run or --force to start over")
@@ -508,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name", choices=["vit_b", "vit_l", "vit_h"])
     q.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("train", parents=[common], help="train a model (learned deflicker)")
+    p = sub.add_parser("train", parents=[common], help="train a model (learned harmonizer, learned deflicker)")
     tsub = p.add_subparsers(dest="train_command", metavar="MODEL")
     tsub.required = True
     q = tsub.add_parser("deflicker", parents=[common], help="train the learned lighting deflicker",
@@ -521,6 +529,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch", type=int, default=16)
     q.add_argument("--frames", type=int, default=120, help="frames per clip used (default 120)")
     q.add_argument("--plates", type=int, default=3, help="plates per clip (default 3)")
+    q.add_argument("--val-clips", help="comma-separated clip names held out (default: every fourth clip)")
+    q.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--resume", action="store_true", help="continue from --out (model, optimiser, step, history)")
+    q.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    q.set_defaults(func=cmd_train)
+
+    q = tsub.add_parser("harmonizer", parents=[common], help="train the learned per-frame harmonizer",
+                        description="Train the learned harmonizer (engine 'learned') on a folder laid out like "
+                                    "../shared/data: each clip's own talent with its light changed, composited back "
+                                    "over its inpainted background, the real frame as the target; validation on "
+                                    "held-out clips, checkpoints (resumable) and a loss curve beside the output.")
+    q.add_argument("--data", required=True, help="folder with clips/NAME.mp4 + NAME.alpha.npz")
+    q.add_argument("--out", required=True, help="checkpoint to write (.pt); also OUT.loss.png, OUT.log.json and "
+                                                "OUT.views.npz (the prepared views, for --resume)")
+    q.add_argument("--steps", type=int, default=600)
+    q.add_argument("--batch", type=int, default=32)
+    q.add_argument("--frames", type=int, default=16, help="frames per clip, evenly spaced (default 16)")
     q.add_argument("--val-clips", help="comma-separated clip names held out (default: every fourth clip)")
     q.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     q.add_argument("--seed", type=int, default=0)

@@ -50,7 +50,7 @@ class Frames:
 
 
 def test_engines_are_listed_explicitly_and_declare_their_contract():
-    assert set(BUILTIN) == {"none", "analytic", "harmovid"} and set(ENGINES) == set(BUILTIN)
+    assert set(BUILTIN) == {"none", "analytic", "learned", "harmovid"} and set(ENGINES) == set(BUILTIN)
     c = create_engine("analytic").contract
     assert isinstance(c, Contract) and c.produces == ("gain",) and not c.prepare and c.radius == 0
     assert ENGINES["harmovid"].needs_preparation  # imported only when looked up

@@ -141,6 +141,7 @@ class NoneEngine(Engine):
 BUILTIN: dict[str, object] = {
     "none": NoneEngine,
     "analytic": "harmovid_engine.relight.engine:AnalyticEngine",
+    "learned": "harmovid_engine.relight.learned:LearnedEngine",
     "harmovid": "harmovid_engine.diffusion.engine:DiffusionEngine",
 }
 
