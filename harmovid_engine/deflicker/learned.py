@@ -27,12 +27,13 @@ Weights ship in ``resources/models/deflicker_learned.pt``; ``harmovid train defl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..training import CheckpointKind
 from ..errors import ModelError
 from ..composite.gain import apply_log_gain
 from .analytic import RADIUS, AnalyticDeflicker, Sample, _norm_grey, sequence_samples
@@ -145,42 +146,16 @@ def smooth_field(torch, field, sigma: float):
 
 
 # -- checkpoint ------------------------------------------------------------------------------------------------------
+KIND = CheckpointKind(FORMAT, VERSION, "deflicker", DeflickerConfig, build_net, "harmovid train deflicker")
+
+
 def save_checkpoint(path, net, cfg: DeflickerConfig, meta: dict | None = None, optimizer=None, step: int = 0) -> None:
-    torch = _torch()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "version": VERSION, "config": asdict(cfg), "model": net.state_dict(),
-            "meta": meta or {}, "step": step}
-    if optimizer is not None:
-        data["optimizer"] = optimizer.state_dict()
-    tmp = path.with_name(path.name + ".part")
-    torch.save(data, tmp)
-    tmp.replace(path)
+    KIND.save(path, net, cfg, meta, optimizer, step)
 
 
 def load_checkpoint(path, device: str = "cpu"):
     """(net, config, raw dict) from a checkpoint; ModelError with a clear reason otherwise."""
-    torch = _torch()
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"deflicker model '{path}' does not exist")
-    try:
-        data = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise ModelError(f"'{path.name}' is not a readable deflicker model ({type(e).__name__})") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelError(f"'{path.name}' is not a HarmoVid learned-deflicker checkpoint")
-    if data.get("version") != VERSION:
-        raise ModelError(f"'{path.name}' is a version {data.get('version')} deflicker model; this HarmoVid reads "
-                         f"version {VERSION}: retrain it with 'harmovid train deflicker'")
-    try:
-        cfg = DeflickerConfig(**data["config"])
-        net = build_net(cfg)
-        net.load_state_dict(data["model"])
-    except (TypeError, RuntimeError, KeyError) as e:
-        raise ModelError(f"'{path.name}' does not match the deflicker network: {str(e).splitlines()[0]}") from e
-    net.to(device).eval()
-    return net, cfg, data
+    return KIND.load(path, device)
 
 
 def default_checkpoint() -> Path:

@@ -14,10 +14,8 @@ the analytic stage leaves (a few per cent) while the local part (ramps, blobs) k
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -25,9 +23,8 @@ import numpy as np
 
 from ..errors import HarmoVidError
 from .analytic import alpha_roi, make_sample
-from ..training import finish, plot_losses, record_step
-from .learned import (DeflickerConfig, build_net, load_checkpoint, make_flow, save_checkpoint, small_sample,
-                      smooth_field, window_features)
+from ..training import TrainerBase
+from .learned import KIND, DeflickerConfig, make_flow, small_sample, smooth_field, window_features
 
 
 @dataclass
@@ -192,48 +189,14 @@ def jitter_batch(torch, logs_in, logs_tgt, alpha, rng, strength: float = 1.0):
     return x_in + d, logs_tgt + d
 
 
-class Trainer:
-    def __init__(self, data: Path, out: Path, ts: TrainSettings, cfg: DeflickerConfig | None = None,
-                 resume: bool = False, log: Callable[[str], None] = print):
-        import torch
+class Trainer(TrainerBase):
+    kind = KIND
+    default_config = DeflickerConfig
+    train_label = "train (L1 log, smoothed)"
 
-        self.torch = torch
-        self.data, self.out, self.ts = Path(data), Path(out), ts
-        self.log = log
-        names = sorted(p.name[: -len(".alpha.npz")] for p in (self.data / "clips").glob("*.alpha.npz")
-                       if (self.data / "clips" / (p.name[: -len(".alpha.npz")] + ".mp4")).exists())
-        if len(names) < 2:
-            raise HarmoVidError(f"'{data}' needs at least two clips (clips/NAME.mp4 + clips/NAME.alpha.npz) to "
-                                "train and validate")
+    def check_data(self) -> None:
         if not _plates(self.data):
-            raise HarmoVidError(f"'{data}/plates' has no still plates (.jpg/.png) to harmonize onto")
-        val = list(ts.val_clips) or names[1::4]
-        unknown = [v for v in val if v not in names]
-        if unknown:
-            raise HarmoVidError(f"validation clip '{unknown[0]}' is not in {data}/clips")
-        self.train_names = [n for n in names if n not in val]
-        self.val_names = val
-        if not self.train_names:
-            raise HarmoVidError("every clip is in the validation split; leave at least one for training")
-        self.step = 0
-        self.history = {"train": [], "val": [], "val_prior": None}
-        self.device = ts.device
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise HarmoVidError("--device cuda was asked for but no CUDA GPU is available")
-        state = None
-        if resume and self.out.exists():
-            net, cfg, state = load_checkpoint(self.out, self.device)
-            self.net = net.train()
-        else:
-            self.net = build_net(cfg or DeflickerConfig()).to(self.device)
-        self.cfg = cfg or DeflickerConfig()
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=ts.lr)
-        if state is not None:
-            if "optimizer" in state:
-                self.opt.load_state_dict(state["optimizer"])
-            self.step = int(state.get("step", 0))
-            self.history = state.get("meta", {}).get("history", self.history)
-        self.rng = np.random.default_rng(ts.seed + self.step)
+            raise HarmoVidError(f"'{self.data}/plates' has no still plates (.jpg/.png) to harmonize onto")
 
     def prepare(self, progress: Callable[[int, int], None] | None = None):
         rng = np.random.default_rng(self.ts.seed)
@@ -286,36 +249,3 @@ class Trainer:
             vals = [float(self.loss(self._batch(self.val, rng, self.ts.batch), rng, use_net)) for _ in range(batches)]
         self.net.train()
         return float(np.mean(vals))
-
-    def run(self, progress: Callable[[int, int, float], None] | None = None, cancel=None) -> dict:
-        torch = self.torch
-        torch.manual_seed(self.ts.seed + self.step)
-        if self.history.get("val_prior") is None:
-            self.history["val_prior"] = self.validate(use_net=False)
-            self.history["val_untrained"] = self.validate()
-        self.net.train()
-        t0 = time.time()
-        while self.step < self.ts.steps:
-            if cancel is not None and cancel.cancelled:
-                break
-            lr = self.ts.lr * 0.5 * (1 + math.cos(math.pi * self.step / max(1, self.ts.steps)))
-            for g in self.opt.param_groups:
-                g["lr"] = lr
-            loss = self.loss(self._batch(self.train, self.rng, self.ts.batch), self.rng)
-            self.opt.zero_grad()
-            loss.backward()
-            self.opt.step()
-            record_step(self, float(loss.detach()), progress)
-        return finish(self, t0)
-
-    def save(self) -> None:
-        meta = {"history": self.history, "train_clips": self.train_names, "val_clips": self.val_names,
-                "settings": asdict(self.ts), "data": str(self.data)}
-        save_checkpoint(self.out, self.net, self.cfg, meta, self.opt, self.step)
-        self.plot()
-
-    def plot(self) -> Path:
-        path = plot_losses(self.history, self.out.with_suffix(".loss.png"), "train (L1 log, smoothed)",
-                           "validation (held-out clips)", baseline=self.history.get("val_prior"))
-        (self.out.with_suffix(".log.json")).write_text(json.dumps(self.history))
-        return path

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..colour import LUMA_709
-from ..engines import Engine
-from ..errors import ModelError
+from ..training import CheckpointKind
 from .analysis import analyse_plate, light_of_sh
 from .engine import GRID, FieldEngine, RelightParams, _resize_long, talent_bbox
 
@@ -161,42 +160,16 @@ def plate_statistics(plate: np.ndarray) -> np.ndarray:
 
 
 # -- checkpoint -------------------------------------------------------------------------------------------------------
+KIND = CheckpointKind(FORMAT, VERSION, "harmonizer", HarmonizerConfig, build_net, "harmovid train harmonizer")
+
+
 def save_checkpoint(path, net, cfg: HarmonizerConfig, meta: dict | None = None, optimizer=None, step: int = 0):
-    torch = _torch()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "version": VERSION, "config": asdict(cfg), "model": net.state_dict(),
-            "meta": meta or {}, "step": step}
-    if optimizer is not None:
-        data["optimizer"] = optimizer.state_dict()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)
+    KIND.save(path, net, cfg, meta, optimizer, step)
 
 
 def load_checkpoint(path, device: str = "cpu"):
     """(net, config, raw dict); ModelError with a clear reason otherwise."""
-    torch = _torch()
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"harmonizer model '{path}' does not exist")
-    try:
-        data = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise ModelError(f"'{path.name}' is not a readable harmonizer model ({type(e).__name__})") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelError(f"'{path.name}' is not a HarmoVid learned-harmonizer checkpoint")
-    if data.get("version") != VERSION:
-        raise ModelError(f"'{path.name}' is a version {data.get('version')} harmonizer model; this HarmoVid reads "
-                         f"version {VERSION}: retrain it with 'harmovid train harmonizer'")
-    try:
-        cfg = HarmonizerConfig(**data["config"])
-        net = build_net(cfg)
-        net.load_state_dict(data["model"])
-    except (TypeError, RuntimeError, KeyError) as e:
-        raise ModelError(f"'{path.name}' does not match the harmonizer network: {str(e).splitlines()[0]}") from e
-    net.to(device).eval()
-    return net, cfg, data
+    return KIND.load(path, device)
 
 
 def default_checkpoint() -> Path:

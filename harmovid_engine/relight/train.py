@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,10 +27,9 @@ import numpy as np
 
 from ..colour import LUMA_709, srgb_to_linear
 from ..errors import HarmoVidError
-from ..training import finish, plot_losses, record_step
+from ..training import TrainerBase
 from .engine import talent_bbox
-from .learned import (CONTEXT, HarmonizerConfig, _crop, build_net, encode, load_checkpoint,
-                      save_checkpoint, view_square)
+from .learned import CONTEXT, KIND, HarmonizerConfig, _crop, view_square
 
 
 CUT_VIEW = 64  # views are cut at this size and averaged down to the net's (a multiple of it)
@@ -68,11 +66,6 @@ class Views:
 
     def __len__(self) -> int:
         return len(self.real)
-
-
-def clip_names(data: Path) -> list[str]:
-    return sorted(p.name[: -len(".alpha.npz")] for p in (Path(data) / "clips").glob("*.alpha.npz")
-                  if (Path(data) / "clips" / (p.name[: -len(".alpha.npz")] + ".mp4")).exists())
 
 
 def clean_plate(frame: np.ndarray, alpha: np.ndarray, scale: float) -> np.ndarray:
@@ -232,45 +225,17 @@ def apply_field(torch, talent, alpha, glob, grid):
     return talent * torch.exp(alpha * (glob[:, :, None, None] + up))
 
 
-class Trainer:
+class Trainer(TrainerBase):
+    kind = KIND
+    default_config = HarmonizerConfig
+    train_label = "train (log fmse ratio)"
+    val_label = "validation fmse (held-out clips)"
+    log_y = True
+
     def __init__(self, data: Path, out: Path, ts: TrainSettings, cfg: HarmonizerConfig | None = None,
                  resume: bool = False, log: Callable[[str], None] = print):
-        import torch
-
-        self.torch = torch
-        self.data, self.out, self.ts = Path(data), Path(out), ts
-        self.log = log
-        names = clip_names(self.data)
-        if len(names) < 2:
-            raise HarmoVidError(f"'{data}' needs at least two clips (clips/NAME.mp4 + clips/NAME.alpha.npz) to "
-                                "train and validate")
-        val = list(ts.val_clips) or names[1::4]
-        unknown = [v for v in val if v not in names]
-        if unknown:
-            raise HarmoVidError(f"validation clip '{unknown[0]}' is not in {data}/clips")
-        self.train_names = [n for n in names if n not in val]
-        self.val_names = val
-        if not self.train_names:
-            raise HarmoVidError("every clip is in the validation split; leave at least one for training")
-        self.step = 0
-        self.history = {"train": [], "val": [], "val_prior": None}
-        self.device = ts.device
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise HarmoVidError("--device cuda was asked for but no CUDA GPU is available")
-        state = None
-        if resume and self.out.exists():
-            net, cfg, state = load_checkpoint(self.out, self.device)
-            self.net = net.train()
-        else:
-            self.net = build_net(cfg or HarmonizerConfig()).to(self.device)
-        self.cfg = cfg or HarmonizerConfig()
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=ts.lr, weight_decay=ts.weight_decay)
-        if state is not None:
-            if "optimizer" in state:
-                self.opt.load_state_dict(state["optimizer"])
-            self.step = int(state.get("step", 0))
-            self.history = state.get("meta", {}).get("history", self.history)
-        self.rng = np.random.default_rng(ts.seed + self.step)
+        self.weight_decay = ts.weight_decay
+        super().__init__(data, out, ts, cfg, resume, log)
 
     @property
     def cache_path(self) -> Path:
@@ -355,47 +320,12 @@ class Trainer:
         if use_net and self.step > 0 and val < self.history.get("best", (0, float("inf")))[1]:
             # the weights that generalise best so far (the held-out loss, not the training loss, picks them)
             self.history["best"] = (self.step, val)
-            save_checkpoint(self.best_path, self.net, self.cfg, self._meta(), None, self.step)
+            self.kind.save(self.best_path, self.net, self.cfg, self.meta(), None, self.step)
         return val
 
     @property
     def best_path(self) -> Path:
         return self.out.with_suffix(".best.pt")
-
-    def _meta(self) -> dict:
-        return {"history": self.history, "train_clips": self.train_names, "val_clips": self.val_names,
-                "settings": asdict(self.ts), "data": str(self.data)}
-
-    def run(self, progress: Callable[[int, int, float], None] | None = None, cancel=None) -> dict:
-        torch = self.torch
-        torch.manual_seed(self.ts.seed + self.step)
-        if self.history.get("val_prior") is None:
-            self.history["val_prior"] = self.validate(use_net=False)
-            self.history["val_untrained"] = self.validate()
-        self.net.train()
-        t0 = time.time()
-        while self.step < self.ts.steps:
-            if cancel is not None and cancel.cancelled:
-                break
-            lr = self.ts.lr * 0.5 * (1 + math.cos(math.pi * self.step / max(1, self.ts.steps)))
-            for g in self.opt.param_groups:
-                g["lr"] = lr
-            loss = self.loss(self._batch(self.train, self.rng, self.ts.batch), self.rng)
-            self.opt.zero_grad()
-            loss.backward()
-            self.opt.step()
-            record_step(self, float(loss.detach()), progress)
-        return finish(self, t0)
-
-    def save(self) -> None:
-        save_checkpoint(self.out, self.net, self.cfg, self._meta(), self.opt, self.step)
-        self.plot()
-
-    def plot(self) -> Path:
-        path = plot_losses(self.history, self.out.with_suffix(".loss.png"), "train (fMSE, code values)",
-                           "validation (held-out clips)", baseline=self.history.get("val_prior"), log_y=True)
-        (self.out.with_suffix(".log.json")).write_text(json.dumps(self.history))
-        return path
 
 
 def plate_stats_t(torch, plate):
