@@ -55,6 +55,7 @@ class Inspector(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.widgets: dict[str, QWidget] = {}
+        self._forms: dict[str, QFormLayout] = {}
         lay = QVBoxLayout(self)
         for title, fields in FIELDS:
             box = QGroupBox(title)
@@ -63,6 +64,7 @@ class Inspector(QWidget):
                 w = self._make(key, kind, rng)
                 w.setObjectName(key)
                 self.widgets[key] = w
+                self._forms[key] = form
                 form.addRow(label, w)
             lay.addWidget(box)
         lay.addStretch(1)
@@ -116,4 +118,6 @@ class Inspector(QWidget):
             elif v is not None:
                 w.setValue(v)
             w.setEnabled(enabled)
+            if key.startswith("engine."):  # a setting the engine does not have is not shown at all
+                self._forms[key].setRowVisible(w, enabled)
             w.blockSignals(False)

@@ -1,6 +1,7 @@
 """Where an export's time goes: the speed protocol's 1080p render with the CPU it used, ours and the encoder's.
 
     python benchmarks/bench_export_cpu.py [--data ../shared/data] [--clip d10] [--frames 120] [--runs 1]
+                                          [--engines analytic learned]
 
 Renders ``--clip`` (talent) upscaled onto a 1920x1080 still (the first plate), like ``harmovid bench --protocols
 speed``, and times a plain ffmpeg transcode of the result with the same encoder settings. Beside the wall times it
@@ -32,6 +33,7 @@ def main() -> int:
     ap.add_argument("--clip", default="d10")
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--engines", nargs="+", default=["analytic"], help="engines to time, alternated in each run")
     args = ap.parse_args()
 
     from harmovid_engine.composite.fast import warm_up
@@ -47,7 +49,8 @@ def main() -> int:
                                                        interpolation=cv2.INTER_AREA))
         proj = create_project(tmp / "proj", args.data / "clips" / f"{args.clip}.mp4", tmp / "plate.png",
                               matte=str(args.data / "clips" / f"{args.clip}.alpha.npz"))
-        for run in range(args.runs):
+        for run, engine in ((r, e) for r in range(args.runs) for e in args.engines):
+            proj.render.engine, proj.render.engine_settings = engine, {}
             s0, c0 = cpu()
             t0 = time.perf_counter()
             comp = Compositor(proj)
@@ -59,7 +62,7 @@ def main() -> int:
             s1, c1 = cpu()
             ff = plain_transcode(tmp / "render.mp4", tmp / "transcode.mp4", proj.render)
             ours, theirs, ref = s1 - s0, c1 - c0, cpu()[1] - c1
-            print(f"run {run + 1}: render {wall:.2f} s (ours {ours:.2f} + ffmpeg {theirs:.2f} CPU-s, "
+            print(f"run {run + 1} {engine}: render {wall:.2f} s (ours {ours:.2f} + ffmpeg {theirs:.2f} CPU-s, "
                   f"{(ours + theirs) / wall:.2f} cores busy); transcode {ff:.2f} s ({ref:.2f} CPU-s); ratio {wall / ff:.2f}")
     return 0
 

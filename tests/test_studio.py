@@ -77,6 +77,19 @@ def test_change_a_setting_updates_the_preview_and_undo_restores_it(qtbot, window
     assert window.undo.isClean()
 
 
+def test_the_inspector_shows_only_the_settings_of_the_chosen_engine(qtbot, window, demo):
+    window.open_project(demo)
+    form = window.inspector._forms["engine.plate_adaptation"]
+    plate_colour = window.inspector.widgets["engine.plate_adaptation"]
+    assert window.project.render.engine == "analytic" and form.isRowVisible(plate_colour)
+    window.inspector.widgets["render.engine"].setCurrentText("learned")
+    assert window.project.render.engine == "learned"
+    assert not form.isRowVisible(plate_colour)  # the learned engine has no plate colour control
+    assert form.isRowVisible(window.inspector.widgets["engine.direction"])
+    window.undo.undo()
+    assert window.project.render.engine == "analytic" and form.isRowVisible(plate_colour)
+
+
 def test_view_modes_and_zoom(qtbot, window, demo):
     window.open_project(demo)
     wait_full(qtbot, window, 0)

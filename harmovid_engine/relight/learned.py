@@ -209,7 +209,9 @@ class LearnedEngine(FieldEngine):
         "intensity": 1.0,  # strength of the predicted exposure change
         "direction": 1.0,  # strength of the predicted directional light
         # How much the net's two looks (the view and its mirror) may disagree, in log units, before the change is
-        # halved (benchmarks/fit_analytic.py --stage learned measures it on the net's held-out train/ clips).
+        # halved. Fitted on the net's 10 held-out train/ clips (benchmarks/fit_analytic.py --stage learned,
+        # docs/bench/fit_analytic_learned.json): 0.15 and 0.25 tie (score 0.027; mean fmse ratio 0.75 / 0.74, worst
+        # 3.5x / 3.7x); 0.03 holds back almost always (0.93, worst 1.5x); 10 never (0.74, worst 3.8x).
         "confidence": 0.15,
     }
     limits = {"colour": (0.0, 2.0), "intensity": (0.0, 2.0), "direction": (0.0, 2.0), "confidence": (0.001, 10.0)}
