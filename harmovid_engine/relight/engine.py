@@ -243,13 +243,17 @@ class AnalyticEngine(FieldEngine):
         old = normals @ coef[1:]
         old = old - old[fit_region].mean()
         field = new - old[..., None]
-        # soft limits (no hard edge where a clip would start): the luminance change up to max_shade, the colour of
-        # the light on skin up to three quarters of it (a face under green or purple stage light takes a tint, not
-        # a cast)
+        # Soft limits (no hard edge where a clip would start). The light's mean colour over the talent is a tint, at
+        # most a third of max_shade per channel (a face under purple or green stage light takes a tint, not a cast);
+        # how the light's colour and brightness vary across the talent (red neon on one side, blue on the other)
+        # keeps up to max_shade, so the sides stay apart.
         m = self.settings["max_shade"]
         lum = field @ LUMA_709
         chroma = field - lum[..., None]
-        field = (m * np.tanh(lum / m))[..., None] + 0.75 * m * np.tanh(chroma / (0.75 * m))
+        mean_c = chroma[fit_region].mean(0)
+        var_c = chroma - mean_c
+        tint = (m / 3) * np.tanh(mean_c / (m / 3))
+        field = (m * np.tanh(lum / m))[..., None] + tint + m * np.tanh(var_c / m)
         # extend the field smoothly outside the talent (normalised convolution) and reduce it to the grid
         wgt = region.astype(np.float32)
         sig = max(2.0, 0.065 * max(region.shape))  # light wraps smoothly round a face: no seam down the nose
