@@ -519,7 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[common], help="train a model (learned harmonizer, learned deflicker)")
     tsub = p.add_subparsers(dest="train_command", metavar="MODEL")
     tsub.required = True
-    q = tsub.add_parser("deflicker", parents=[common], help="train the learned lighting deflicker",
+    per_frame = argparse.ArgumentParser(add_help=False)  # what the two per-frame trainers share
+    per_frame.add_argument("--val-clips", help="comma-separated clip names held out (default: every fourth clip)")
+    per_frame.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    per_frame.add_argument("--seed", type=int, default=0)
+    per_frame.add_argument("--resume", action="store_true",
+                           help="continue from --out (model, optimiser, step, history)")
+    per_frame.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    q = tsub.add_parser("deflicker", parents=[common, per_frame], help="train the learned lighting deflicker",
                         description="Train the learned deflicker on a folder laid out like ../shared/data: synthetic "
                                     "flicker on analytic harmonizations of its clips, validation on held-out clips, "
                                     "checkpoints (resumable) and a loss curve beside the output.")
@@ -529,14 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch", type=int, default=16)
     q.add_argument("--frames", type=int, default=120, help="frames per clip used (default 120)")
     q.add_argument("--plates", type=int, default=3, help="plates per clip (default 3)")
-    q.add_argument("--val-clips", help="comma-separated clip names held out (default: every fourth clip)")
-    q.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--resume", action="store_true", help="continue from --out (model, optimiser, step, history)")
-    q.add_argument("--force", action="store_true", help="overwrite an existing --out")
     q.set_defaults(func=cmd_train)
 
-    q = tsub.add_parser("harmonizer", parents=[common], help="train the learned per-frame harmonizer",
+    q = tsub.add_parser("harmonizer", parents=[common, per_frame],
+                        help="train the learned per-frame harmonizer",
                         description="Train the learned harmonizer (engine 'learned') on a folder laid out like "
                                     "../shared/data: each clip's own talent with its light changed, composited back "
                                     "over its inpainted background, the real frame as the target; validation on "
@@ -547,11 +550,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--steps", type=int, default=600)
     q.add_argument("--batch", type=int, default=32)
     q.add_argument("--frames", type=int, default=16, help="frames per clip, evenly spaced (default 16)")
-    q.add_argument("--val-clips", help="comma-separated clip names held out (default: every fourth clip)")
-    q.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--resume", action="store_true", help="continue from --out (model, optimiser, step, history)")
-    q.add_argument("--force", action="store_true", help="overwrite an existing --out")
     q.set_defaults(func=cmd_train)
 
     q = tsub.add_parser("diffusion", parents=[common], help="train the HarmoVid video diffusion harmonizer",

@@ -5,6 +5,18 @@ one line and exits with status 2; the Studio shows it in a dialog. Anything else
 (exit status 1).
 """
 
+import contextlib
+
+
+@contextlib.contextmanager
+def named_for(path):
+    """An OS error about a temporary file beside ``path`` is reported as about ``path`` itself (what the editor asked
+    for, not ``.NAME.PID.XXXX.part``); the CLI prints it as exit 2."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+
 
 class HarmoVidError(Exception):
     """Base class of user-facing errors: bad input, missing files, unsupported versions."""

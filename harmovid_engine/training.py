@@ -130,14 +130,13 @@ class TrainerBase:
     held out, or ``ts.val_clips``), a fresh or resumed net and optimiser, the step loop with a cosine learning rate,
     checkpoints and the loss curve. A subclass sets ``kind``, ``default_config`` and the plot labels and implements
     ``prepare``, ``_batch(clips, rng, b)`` and ``loss(batch, rng, use_net=True)``; ``self.train``/``self.val`` hold
-    what ``prepare`` made."""
+    what ``prepare`` made; ``ts.weight_decay`` (if the settings have it) goes to AdamW."""
 
     kind: CheckpointKind
     default_config = None
     train_label = "train"
     val_label = "validation (held-out clips)"
     log_y = False
-    weight_decay = 0.0
 
     def __init__(self, data, out, ts, cfg=None, resume: bool = False, log=print):
         from pathlib import Path
@@ -176,7 +175,7 @@ class TrainerBase:
             cfg = cfg or self.default_config()
             self.net = self.kind.build(cfg).to(self.device)
         self.cfg = cfg
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=ts.lr, weight_decay=self.weight_decay)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=ts.lr, weight_decay=getattr(ts, "weight_decay", 0.0))
         if state is not None:
             if "optimizer" in state:
                 self.opt.load_state_dict(state["optimizer"])

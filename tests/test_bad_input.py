@@ -739,7 +739,8 @@ def test_a_full_disk_during_propagation_is_exit_2_and_leaves_no_half_matte(proje
     monkeypatch.setattr(store, "open", open_, raising=False)
     rc = cli.main(["matte", "propagate", str(project.folder), "--keyframes", "0", "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.strip() == f"harmovid: error: No space left on device: '{project.mattes_dir}/alpha_00002.png'"
+    full = project.mattes_dir / "alpha_00002.png"
+    assert rc == 2 and err.strip() == f"harmovid: error: No space left on device: '{full}'"
     left = sorted(p.name for p in project.mattes_dir.iterdir())
     assert left == [f"alpha_{i:05d}.png" for i in range(6)]  # no temporary file, no half-written matte
     for i in range(6):

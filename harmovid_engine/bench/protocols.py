@@ -76,10 +76,12 @@ def composite_codes(frame: np.ndarray, perturbed: np.ndarray, alpha: np.ndarray)
     return a * perturbed + (1.0 - a) * frame.astype(np.float32)
 
 
-def clean_plate(frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """B = inpaint(I, dilate(A > 0.02, 15 px)) with OpenCV Telea, radius 5. uint8 (H, W, 3)."""
+def clean_plate(frame: np.ndarray, alpha: np.ndarray, dilate_px: int = 15) -> np.ndarray:
+    """B = inpaint(I, dilate(A > 0.02, 15 px)) with OpenCV Telea, radius 5. uint8 (H, W, 3). (``dilate_px``: the
+    harmonizer's training scales the dilation to frames read smaller.)"""
     mask = (alpha > 0.02).astype(np.uint8) * 255
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (31, 31)))
+    k = 2 * max(1, int(dilate_px)) + 1
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     return cv2.inpaint(frame, mask, 5, cv2.INPAINT_TELEA)
 
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..colour import alpha_from_float, alpha_to_float
-from ..errors import MatteError
+from ..errors import MatteError, named_for
 
 _NAME = re.compile(r"^alpha_(\d{5,})\.png$")
 
@@ -56,13 +56,12 @@ class MatteStore:
             raise MatteError(f"cannot encode the matte of frame {index}")
         tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "wb") as f:
-                f.write(png.tobytes())
-            os.replace(tmp, p)
-        except BaseException as e:
+            with named_for(p):  # the system's error names the matte, not its temporary file
+                with open(tmp, "wb") as f:
+                    f.write(png.tobytes())
+                os.replace(tmp, p)
+        except BaseException:
             tmp.unlink(missing_ok=True)
-            if isinstance(e, OSError):  # name the matte, not its temporary file
-                raise OSError(e.errno, e.strerror or str(e), str(p)) from e
             raise
 
     def delete(self, index: int) -> None:

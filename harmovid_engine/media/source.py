@@ -210,7 +210,7 @@ class _Decoder:
     its own picture and streaming equals seeking. ``seek_from`` is where ffmpeg's ``-ss`` starts decoding (at or before
     ``start``); frames before ``start`` are decoded and dropped."""
 
-    def __init__(self, info: MediaInfo, start: int, t0: float | None, seek_from: float | None = None):
+    def __init__(self, info: MediaInfo, start: int, t0: float | None, seek_from: float = 0.0):
         self.info = info
         self.next_index = start
         self.t0 = t0  # the first frame's pts in seconds (None: learnt from the first frame, when start is 0)
@@ -225,9 +225,7 @@ class _Decoder:
             (self.channels, deep)]
         self.frame_bytes = info.width * info.height * self.channels * self.dtype.itemsize
         args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info"]
-        if seek_from is None and start > 0:
-            seek_from = (start - 0.5) / self.fps  # half a frame before the target
-        if seek_from is not None and seek_from > 0:
+        if seek_from > 0:
             args += ["-ss", f"{seek_from:.6f}"]
         scale = "scale=flags=bicubic+accurate_rnd+full_chroma_int:out_range=pc"
         if not info.pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "pal")):
@@ -363,13 +361,11 @@ class VideoSource(FrameSource):
             dec.check_overshoot = seek_from > 0.0
             try:
                 dec.peek()
-            except (_Overshoot, MediaError):
+            except BaseException as e:
                 dec.close()
-                if seek_from > 0.0:  # past the target, or past the last frame after the keyframe it landed on
+                # past the target, or past the last frame after the keyframe it landed on: seek earlier
+                if seek_from > 0.0 and isinstance(e, (_Overshoot, MediaError)):
                     continue
-                raise
-            except BaseException:
-                dec.close()
                 raise
             if self._t0 is None:
                 self._t0 = dec.t0

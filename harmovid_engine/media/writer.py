@@ -8,7 +8,6 @@ Audio from the talent clip can be muxed into H.264 and ProRes outputs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -25,7 +24,7 @@ import numpy as np
 
 from ..cleanup import clean_stale
 from ..colour import alpha_from_float, from_linear, to_linear
-from ..errors import MediaError
+from ..errors import MediaError, named_for
 from .ffmpeg import ffmpeg_exe, last_error_line, widen_pipe
 
 FEED_FRAMES = 2  # frames queued for the encoder's pipe
@@ -103,15 +102,6 @@ class FrameWriter:
         raise NotImplementedError
 
 
-@contextlib.contextmanager
-def _named_for(path: Path):
-    """An OS error about the temporary file beside ``path`` names ``path`` itself (what the editor asked for)."""
-    try:
-        yield
-    except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-
-
 class FFmpegWriter(FrameWriter):
     """Pipes raw frames into ffmpeg writing a temporary file; renamed into place on success."""
 
@@ -124,7 +114,7 @@ class FFmpegWriter(FrameWriter):
         super().__init__(path, width, height, fps)
         self.options = options
         clean_stale(self.path.parent)
-        with _named_for(self.path):
+        with named_for(self.path):
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part",
                                        dir=self.path.parent)
         os.close(fd)
@@ -330,7 +320,7 @@ class PngSequenceWriter(FrameWriter):
         self.dtype = np.uint8 if bit_depth == 8 else np.uint16
         self.start_number = start_number
         clean_stale(self.path.parent)
-        with _named_for(self.path):
+        with named_for(self.path):
             self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part",
                                               dir=self.path.parent))
 

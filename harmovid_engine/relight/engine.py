@@ -79,6 +79,15 @@ def _resize_long(img: np.ndarray, long_side: int, interp=cv2.INTER_AREA) -> np.n
 class FieldEngine(Engine):
     """An engine whose per-frame parameters are :class:`RelightParams`: a log-gain field over the talent's box."""
 
+    _plate_cache: tuple | None = None
+
+    def plate_analysis(self, plate: np.ndarray, front_fill: float):
+        """The plate's lighting analysis at 64 px (``analyse_plate``), cached while the plate does not change."""
+        key = (id(plate), plate.shape, float(plate[::37, ::41].sum()), front_fill)
+        if self._plate_cache is None or self._plate_cache[0] != key:
+            self._plate_cache = (key, analyse_plate(_resize_long(plate, 64), front_fill))
+        return self._plate_cache[1]
+
     # -- application --------------------------------------------------------------------------------------------
     def log_gain(self, shape: tuple[int, int], params: RelightParams):
         """(bbox, (h, w, 3) log-gain field over it) for a frame of ``shape`` = (h, w): the frame the parameters were
@@ -146,10 +155,6 @@ class AnalyticEngine(FieldEngine):
         "key_adaptation": (0.0, 2.0), "key_deadzone": (0.0, 5.0), "front_fill": (0.0, 2.0), "max_shade": (0.0, 3.0),
     }
 
-    def __init__(self, settings=None):
-        super().__init__(settings)
-        self._plate_cache: tuple | None = None
-
     # -- estimation ---------------------------------------------------------------------------------------------
     def estimate(self, talent: np.ndarray, alpha: np.ndarray, plate: np.ndarray,
                  placement: tuple[float, float, float] = (0.0, 0.0, 1.0), index: int | None = None
@@ -195,12 +200,7 @@ class AnalyticEngine(FieldEngine):
     def _plate(self, plate: np.ndarray, bbox):
         """Plate statistics with more weight near the talent; what does not depend on the weight (the plate's small
         copy, its environment, its edges) is cached while the plate does not change."""
-        key = (id(plate), plate.shape, float(plate[::37, ::41].sum()))
-        if self._plate_cache and self._plate_cache[0] == key:
-            analysis = self._plate_cache[1]
-        else:
-            analysis = analyse_plate(_resize_long(plate, 64), self.settings["front_fill"])
-            self._plate_cache = (key, analysis)
+        analysis = self.plate_analysis(plate, self.settings["front_fill"])
         h, w = analysis.y.shape
         H, W = plate.shape[:2]
         x0, y0, x1, y1 = bbox

@@ -34,8 +34,8 @@ import numpy as np
 
 from ..colour import LUMA_709
 from ..training import CheckpointKind
-from .analysis import analyse_plate, light_of_sh
-from .engine import GRID, FieldEngine, RelightParams, _resize_long, talent_bbox
+from .analysis import light_of_sh
+from .engine import GRID, AnalyticEngine, FieldEngine, RelightParams, talent_bbox
 
 FORMAT = "harmovid-harmonizer"
 VERSION = 1
@@ -219,19 +219,9 @@ class LearnedEngine(FieldEngine):
     def __init__(self, settings=None):
         super().__init__(settings)
         self.net, self.cfg, _ = _load_cached(model_path(self.settings["checkpoint"]))
-        # A net this small runs best on one thread: two made each frame's ~1 ms of convolutions ~40 ms on a busy
+        # A net this small runs best on one thread: two made each frame's ~2 ms of convolutions ~40 ms on a busy
         # 2-core machine (an export's encoder holds the other core).
         _torch().set_num_threads(1)
-        self._plate_key = None
-        self._plate_facts = None
-
-    def _light(self, plate: np.ndarray):
-        """The plate's dominant light (for the cast shadow), cached while the plate does not change."""
-        key = (id(plate), plate.shape, float(plate[::37, ::41].sum()))
-        if key != self._plate_key:
-            self._plate_facts = light_of_sh(analyse_plate(_resize_long(plate, 64), 0.6).sh)
-            self._plate_key = key
-        return self._plate_facts
 
     def predict(self, x: np.ndarray, stats: np.ndarray):
         """((3,) global log gain, (3, G, G) grid, disagreement) for one view, looked at as is and mirrored."""
@@ -250,7 +240,8 @@ class LearnedEngine(FieldEngine):
         if bbox is None:
             return None
         s = self.settings
-        light_dir, directionality = self._light(plate)
+        # the plate's dominant light, for the cast shadow (the analytic engine's analysis and front fill)
+        light_dir, directionality = light_of_sh(self.plate_analysis(plate, AnalyticEngine.defaults["front_fill"]).sh)
         square = view_square(bbox, placement, CONTEXT)
         x, a, p = make_view(talent, alpha, plate, placement, square, self.cfg.view)
         glob, grid, disagreement = self.predict(x, plate_statistics(p))

@@ -28,6 +28,7 @@ import numpy as np
 from ..colour import LUMA_709, srgb_to_linear
 from ..errors import HarmoVidError
 from ..training import TrainerBase
+from ..bench.protocols import clean_plate
 from .engine import talent_bbox
 from .learned import CONTEXT, KIND, HarmonizerConfig, _crop, view_square
 
@@ -61,23 +62,12 @@ class Views:
     real: np.ndarray  # (N, 3, V, V)
     plate: np.ndarray  # (N, 3, V, V)
     alpha: np.ndarray  # (N, 1, V, V)
-    clip: np.ndarray  # (N,) index into names
-    names: list
 
     def __len__(self) -> int:
         return len(self.real)
 
 
-def clean_plate(frame: np.ndarray, alpha: np.ndarray, scale: float) -> np.ndarray:
-    """The benchmark's plate (``bench.protocols.clean_plate``: Telea inpainting of the dilated matte), with the
-    dilation scaled to the frame's size."""
-    mask = (alpha > 0.02).astype(np.uint8) * 255
-    k = max(3, int(round(31 * scale)) | 1)
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    return cv2.inpaint(frame, mask, 5, cv2.INPAINT_TELEA)
-
-
-def prepare_clip(data: Path, name: str, ts: TrainSettings, cfg: HarmonizerConfig, rng):
+def prepare_clip(data: Path, name: str, ts: TrainSettings, rng):
     """Views of ``ts.frames`` frames of one clip (``ts.views`` each), or [] when its matte is empty."""
     from ..media import open_source
 
@@ -100,7 +90,7 @@ def prepare_clip(data: Path, name: str, ts: TrainSettings, cfg: HarmonizerConfig
             bbox = talent_bbox(a)
             if bbox is None or (a > 0.5).sum() < 64:
                 continue
-            plate = clean_plate(frame, a, s * max(h, w) / 1280)
+            plate = clean_plate(frame, a, round(15 * s * max(h, w) / 1280))  # 15 px at 1280 px
             real_lin = srgb_to_linear(frame.astype(np.float32) / 255)
             plate_lin = srgb_to_linear(plate.astype(np.float32) / 255)
             for _ in range(ts.views):
@@ -115,23 +105,21 @@ def prepare_clip(data: Path, name: str, ts: TrainSettings, cfg: HarmonizerConfig
     return out
 
 
-def gather(data: Path, names: list[str], ts: TrainSettings, cfg: HarmonizerConfig, seed: int,
+def gather(data: Path, names: list[str], ts: TrainSettings, seed: int,
            progress: Callable[[int, int], None] | None = None) -> Views:
     rng = np.random.default_rng(seed)
-    real, plate, alpha, clip = [], [], [], []
+    real, plate, alpha = [], [], []
     for i, name in enumerate(names):
-        for r, p, a in prepare_clip(data, name, ts, cfg, rng):
+        for r, p, a in prepare_clip(data, name, ts, rng):
             real.append(r)
             plate.append(p)
             alpha.append(a)
-            clip.append(i)
         if progress:
             progress(i + 1, len(names))
     if not real:
         raise HarmoVidError("no usable views (every matte empty?)")
     f16 = np.float16
-    return Views(np.stack(real).astype(f16), np.stack(plate).astype(f16), np.stack(alpha).astype(f16),
-                 np.array(clip), list(names))
+    return Views(np.stack(real).astype(f16), np.stack(plate).astype(f16), np.stack(alpha).astype(f16))
 
 
 # -- the perturbations (torch, per view) ------------------------------------------------------------------------------
@@ -232,11 +220,6 @@ class Trainer(TrainerBase):
     val_label = "validation fmse (held-out clips)"
     log_y = True
 
-    def __init__(self, data: Path, out: Path, ts: TrainSettings, cfg: HarmonizerConfig | None = None,
-                 resume: bool = False, log: Callable[[str], None] = print):
-        self.weight_decay = ts.weight_decay
-        super().__init__(data, out, ts, cfg, resume, log)
-
     @property
     def cache_path(self) -> Path:
         return self.out.with_suffix(".views.npz")
@@ -249,8 +232,8 @@ class Trainer(TrainerBase):
         if c.exists():
             with np.load(c, allow_pickle=False) as z:
                 if str(z["key"]) == key:
-                    self.train = Views(z["tr_real"], z["tr_plate"], z["tr_alpha"], z["tr_clip"], self.train_names)
-                    self.val = Views(z["va_real"], z["va_plate"], z["va_alpha"], z["va_clip"], self.val_names)
+                    self.train = Views(z["tr_real"], z["tr_plate"], z["tr_alpha"])
+                    self.val = Views(z["va_real"], z["va_plate"], z["va_alpha"])
                     return
         names = self.train_names + self.val_names
         done = [0]
@@ -260,12 +243,12 @@ class Trainer(TrainerBase):
             if progress:
                 progress(done[0], len(names))
 
-        self.train = gather(self.data, self.train_names, self.ts, self.cfg, self.ts.seed, tick)
-        self.val = gather(self.data, self.val_names, self.ts, self.cfg, self.ts.seed + 1, tick)
+        self.train = gather(self.data, self.train_names, self.ts, self.ts.seed, tick)
+        self.val = gather(self.data, self.val_names, self.ts, self.ts.seed + 1, tick)
         c.parent.mkdir(parents=True, exist_ok=True)
         tmp = c.with_name(c.stem + ".part.npz")
         np.savez(tmp, key=key, **{f"{p}_{k}": getattr(v, k) for p, v in (("tr", self.train), ("va", self.val))
-                                  for k in ("real", "plate", "alpha", "clip")})
+                                  for k in ("real", "plate", "alpha")})
         tmp.replace(c)
 
     def _batch(self, views: Views, rng, b: int):
