@@ -290,6 +290,7 @@ class MainWindow(QMainWindow):
                     proj.discard_recovery()
             proj.check_media()
             info = probe(proj.talent_path)
+            plate_info = probe(proj.plate_path)
         except HarmoVidError as exc:
             self.show_error("Cannot open project", str(exc))
             return False
@@ -300,6 +301,7 @@ class MainWindow(QMainWindow):
             self.undo.resetClean()
             self.undo.push(_Marker(self))  # recovered changes count as unsaved
         self.talent_size = (info.width, info.height)
+        self.viewer.set_canvas_size((plate_info.width, plate_info.height))
         self.frame_count, self.fps = info.frame_count, float(info.fps)
         self.frame = min(self.frame, self.frame_count - 1)
         self.timeline.set_clip(self.frame_count, self.fps)
@@ -897,6 +899,9 @@ class _ReplaceMedia(QUndoCommand):
             self.window.scope.reset(info.frame_count)
             self.window.matte_tools.reset()  # the matte tools read the talent: drop the old clip
             self.window.seek(min(self.window.frame, info.frame_count - 1))
+        else:  # a new plate is a new canvas
+            info = probe(self.window.project.plate_path)
+            self.window.viewer.set_canvas_size((info.width, info.height))
         self.window.project_changed(self.role)
 
     def redo(self):

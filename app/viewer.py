@@ -64,6 +64,9 @@ class Viewer(QWidget):
         self.fit = True
         self.offset = QPointF(0, 0)  # pan, widget pixels
         self.pass_name = ""
+        # The full frame's size (canvas pixels). Geometry (zoom, pan, placement box, clicks) is always the full
+        # frame's: a proxy image, smaller, is drawn scaled up into the same rectangle.
+        self.canvas_size: tuple[int, int] | None = None
         self.talent_rect: QRectF | None = None  # in image pixels, for placement handles
         self.show_handles = True
         self._drag = None
@@ -104,9 +107,20 @@ class Viewer(QWidget):
             return self.matte_image
         return self.images.get("composite")
 
+    def set_canvas_size(self, size: tuple[int, int] | None) -> None:
+        """The full frame's (w, h); every image shown outside matte mode is drawn at this size."""
+        self.canvas_size = None if size is None else (int(size[0]), int(size[1]))
+        self.update()
+
     def image_size(self) -> tuple[int, int] | None:
+        """(w, h) of the picture in the pixels the geometry is in: the talent frame in matte mode, otherwise the full
+        frame (``canvas_size``), whatever the size of the image on screen (proxy or full)."""
         img = self._shown()
-        return None if img is None else (img.width(), img.height())
+        if img is None:
+            return None
+        if self.matte_tool and self.matte_image is not None:
+            return img.width(), img.height()
+        return self.canvas_size or (img.width(), img.height())
 
     # -- geometry -----------------------------------------------------------------------------------------------
     def current_scale(self) -> float:
@@ -149,7 +163,10 @@ class Viewer(QWidget):
             p.drawText(self.rect(), Qt.AlignCenter, "Open a project or drop a talent clip here")
             return
         r = self.image_rect()
-        p.setRenderHint(QPainter.SmoothPixmapTransform, self.current_scale() < 1.0)
+        shown = self.images.get("composite")
+        # smooth when the picture is shrunk, or when it is a proxy drawn larger than its pixels
+        p.setRenderHint(QPainter.SmoothPixmapTransform,
+                        shown is not None and r.width() < shown.width() or self.pass_name == "proxy")
         if self.mode == "talent":
             p.fillRect(r, self._checker)
             p.drawImage(r, self.images["talent"])
@@ -278,8 +295,9 @@ class Viewer(QWidget):
                 self._drag = ("move", ip)
                 return
         if e.button() in (Qt.LeftButton, Qt.MiddleButton):
-            self.fit = False
+            # a pan starts from what is on screen: the scale is read while still in fit mode (a click never zooms)
             self.zoom = self.current_scale()
+            self.fit = False
             self.offset = QPointF(r.x() - (self.width() - r.width()) / 2, r.y() - (self.height() - r.height()) / 2)
             self._drag = ("pan", pos, QPointF(self.offset))
 

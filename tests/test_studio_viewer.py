@@ -1,0 +1,83 @@
+"""The viewer's geometry is the full frame's whatever image is on screen (issue: the viewer jumps)."""
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtTest import QTest
+
+from harmovid_engine.media import probe
+from tests.test_studio import demo, wait_full, window  # noqa: F401 (fixtures)
+
+
+def _show_proxy(w, factor=0.25):
+    """Put what the worker's proxy pass sends on screen: the same frame's images, smaller."""
+    arrays = {}
+    for name, img in w.viewer.images.items():
+        ptr = img.constBits()
+        ch = img.bytesPerLine() // img.width()
+        a = np.frombuffer(ptr, np.uint8, img.sizeInBytes()).reshape(img.height(), img.bytesPerLine())
+        a = a[:, : img.width() * ch].reshape(img.height(), img.width(), ch) if ch > 1 else a[:, : img.width()]
+        arrays[name] = cv2.resize(np.ascontiguousarray(a), None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    w._on_preview(w._rid, w.frame, "proxy", arrays)  # as the worker's signal delivers it
+
+
+def _screen_rect(v):
+    """The placement box on screen (widget pixels)."""
+    r, s, tr = v.image_rect(), v.current_scale(), v.talent_rect
+    return (r.x() + tr.x() * s, r.y() + tr.y() * s, tr.width() * s, tr.height() * s)
+
+
+def test_the_proxy_is_drawn_at_the_full_frames_geometry(qtbot, window, demo):
+    window.resize(1200, 800)
+    assert window.open_project(demo)
+    wait_full(qtbot, window, 0)
+    v = window.viewer
+    plate = probe(window.project.plate_path)
+    assert v.image_size() == (plate.width, plate.height)
+    full_scale, full_box, full_zoom = v.current_scale(), _screen_rect(v), window.zoom_label.text()
+    _show_proxy(window)
+    assert v.current_scale() == pytest.approx(full_scale)
+    assert _screen_rect(v) == pytest.approx(full_box)
+    assert window.zoom_label.text() == full_zoom
+    # at 100 % a proxy fills the same on-screen area as the full frame (no quarter-size flash after a seek)
+    v.set_zoom(1.0)
+    assert v.image_rect().width() == pytest.approx(plate.width)
+    assert window.zoom_label.text() == "100%"
+
+
+def test_dragging_the_scale_handle_over_a_proxy_scales_by_the_drag(qtbot, window, demo):
+    window.resize(1200, 800)
+    assert window.open_project(demo)
+    wait_full(qtbot, window, 0)
+    v = window.viewer
+    x, y, s0 = window.project.placement.at(0)
+    bx, by, bw, bh = _screen_rect(v)  # where the talent is on screen (the full frame shown)
+    _show_proxy(window)
+    corner = QPoint(round(bx + bw), round(by + bh))
+    QTest.mousePress(v, Qt.LeftButton, Qt.NoModifier, corner)
+    assert v._drag and v._drag[0] == "scale"
+    drag = 60
+    QTest.mouseMove(v, corner + QPoint(0, drag))
+    QTest.mouseRelease(v, Qt.LeftButton, Qt.NoModifier, corner + QPoint(0, drag))
+    s1 = window.project.placement.at(0)[2]
+    # the box's bottom edge follows the mouse: its height on screen grows by the drag
+    assert s1 / s0 == pytest.approx((bh + drag) / bh, rel=0.03)
+    assert window.undo.count() == 1
+
+
+def test_a_click_on_the_plate_in_fit_mode_does_not_change_the_zoom(qtbot, window, demo):
+    window.resize(1200, 800)
+    assert window.open_project(demo)
+    wait_full(qtbot, window, 0)
+    v = window.viewer
+    for shown in ("full", "proxy"):
+        if shown == "proxy":
+            v.set_zoom(None)
+            _show_proxy(window)
+        before_scale, before_rect = v.current_scale(), v.image_rect()
+        r = v.image_rect()
+        spot = QPoint(round(r.x() + 5), round(r.y() + 5))  # the plate's corner, away from the talent
+        QTest.mouseClick(v, Qt.LeftButton, Qt.NoModifier, spot)
+        assert v.current_scale() == pytest.approx(before_scale)
+        assert v.image_rect() == before_rect
