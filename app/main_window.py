@@ -19,6 +19,7 @@ from harmovid_engine.project import Project, create_project
 from .commands import SetPlacement, SetSetting, get_setting
 from .export_dialog import ExportDialog
 from .inspector import Inspector
+from .keys import ShortcutRouter
 from .matte_tools import DownloadWorker, MattePanel, MatteTools, pick_checkpoint
 from .scope import FlickerScope
 from .session import Session
@@ -36,6 +37,8 @@ SHORTCUTS = [
     ("C / X / B / Esc", "matte tools: SAM click / SAM box / brush / off"),
     ("right-click, Alt", "exclude point / erase with the brush"), ("Tab", "next SAM candidate"),
     ("R", "refine the matte edge of this frame"), ("Ctrl+P", "propagate the matte from keyframes"),
+    ("", "shortcuts work with the focus anywhere; a number field takes only digits, signs and Enter"),
+    ("Esc", "give the keyboard back to the viewer"),
 ]
 
 
@@ -120,6 +123,8 @@ class MainWindow(QMainWindow):
         self.scope.frameRequested.connect(self.seek)
         self.inspector.edited.connect(self.edit_setting)
         self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z:.0f}%"))
+        self.keys = ShortcutRouter(self, self.viewer)  # shortcuts work with the focus in a number field too
+        self.keys.install()
         self.viewer.placementDragged.connect(self._placement_drag)
         self.viewer.placementDropped.connect(self._placement_drop)
 
@@ -238,7 +243,7 @@ class MainWindow(QMainWindow):
 
         m = mb.addMenu("&Matte")
         mt = self.matte_tools
-        self._action(m, "&View (no matte tool)", lambda: mt.set_tool("off"), "Esc")
+        self._action(m, "&View (no matte tool)", self._escape, "Esc")
         self._action(m, "&Click Tool (SAM)", lambda: self._matte_tool("click"), "C")
         self._action(m, "Bo&x Tool (SAM)", lambda: self._matte_tool("box"), "X")
         self._action(m, "&Brush Tool", lambda: self._matte_tool("brush"), "B")
@@ -265,6 +270,12 @@ class MainWindow(QMainWindow):
         h = mb.addMenu("&Help")
         self._action(h, "&Keyboard Shortcuts", self.show_shortcuts, "F1")
         self._action(h, "&About HarmoVid Studio", self.about)
+
+    def _escape(self):
+        """Esc: leave the matte tool and give the keyboard back to the viewer."""
+        if self.matte_tools.tool != "off":
+            self.matte_tools.set_tool("off")
+        self.keys.focus_viewer()
 
     # -- messages (one place, so tests can answer them) -----------------------------------------------------------
     def ask(self, title: str, text: str, buttons, default):
@@ -848,6 +859,7 @@ class MainWindow(QMainWindow):
             self.project.discard_recovery()
         self.qsettings.setValue("geometry", self.saveGeometry())
         self.qsettings.setValue("windowState", self.saveState(LAYOUT_VERSION))
+        self.keys.remove()
         e.accept()
 
 

@@ -81,3 +81,54 @@ def test_a_click_on_the_plate_in_fit_mode_does_not_change_the_zoom(qtbot, window
         QTest.mouseClick(v, Qt.LeftButton, Qt.NoModifier, spot)
         assert v.current_scale() == pytest.approx(before_scale)
         assert v.image_rect() == before_rect
+
+
+def _focus_spin(qtbot, window):
+    from PySide6.QtWidgets import QAbstractSpinBox
+
+    spins = [s for s in window.inspector.findChildren(QAbstractSpinBox) if s.isVisible() and s.isEnabled()]
+    assert spins
+    spin = spins[0]
+    spin.setFocus()
+    qtbot.waitUntil(lambda: spin.hasFocus() or spin.lineEdit().hasFocus(), timeout=2000)
+    return spin
+
+
+def test_shortcuts_work_with_the_focus_in_an_inspector_number_field(qtbot, window, demo):
+    assert window.open_project(demo)
+    wait_full(qtbot, window, 0)
+    spin = _focus_spin(qtbot, window)
+    target = spin.lineEdit()
+    # L plays, K stops (letters are not part of a number)
+    QTest.keyClick(target, Qt.Key_L)
+    qtbot.waitUntil(lambda: window._play_dir == 1, timeout=2000)
+    QTest.keyClick(target, Qt.Key_K)
+    assert window._play_dir == 0
+    # B picks the brush
+    QTest.keyClick(target, Qt.Key_B)
+    assert window.matte_tools.tool == "brush"
+    # Esc leaves the tool and gives the keyboard back to the viewer; there 1-6 switch the view mode
+    QTest.keyClick(target, Qt.Key_Escape)
+    assert window.matte_tools.tool == "off"
+    qtbot.waitUntil(lambda: window.viewer.hasFocus(), timeout=2000)
+    QTest.keyClick(window.viewer, Qt.Key_4)
+    assert window.viewer.mode == "matte"
+    # Ctrl+Z in a number field is the project's undo, not the field's
+    window.undo.push(__import__("app.main_window", fromlist=["_Marker"])._Marker(window))
+    spin = _focus_spin(qtbot, window)
+    count = window.undo.index()
+    QTest.keyClick(spin.lineEdit(), Qt.Key_Z, Qt.ControlModifier)
+    assert window.undo.index() == count - 1
+
+
+def test_a_number_field_still_takes_digits_and_enter_returns_to_the_viewer(qtbot, window, demo):
+    assert window.open_project(demo)
+    wait_full(qtbot, window, 0)
+    spin = _focus_spin(qtbot, window)
+    mode = window.viewer.mode
+    spin.lineEdit().selectAll()
+    QTest.keyClicks(spin.lineEdit(), "1")
+    assert window.viewer.mode == mode  # typed, not a view-mode switch
+    assert "1" in spin.lineEdit().text()
+    QTest.keyClick(spin.lineEdit(), Qt.Key_Return)
+    qtbot.waitUntil(lambda: window.viewer.hasFocus(), timeout=2000)
