@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from PySide6.QtCore import QRectF, QSettings, Qt, QTimer
@@ -78,7 +77,8 @@ class MainWindow(QMainWindow):
         self.fps = 25.0
         self.talent_size = (1, 1)
         self.undo = QUndoStack(self)
-        self.undo.cleanChanged.connect(lambda _: self._update_title())
+        self._closed = False
+        self.undo.cleanChanged.connect(lambda _: None if self._closed else self._update_title())
         self._rid = 0
         self._play_dir = 0
         self._play_speed = 1
@@ -299,6 +299,7 @@ class MainWindow(QMainWindow):
                     proj = proj.recover()
                 else:
                     proj.discard_recovery()
+            proj.editing = True  # matte edits stay unsaved (mattes_unsaved/) until Save
             proj.check_media()
             info = probe(proj.talent_path)
             plate_info = probe(proj.plate_path)
@@ -390,6 +391,7 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot save", str(exc))
             return False
         self.undo.setClean()
+        self._sync_timeline()  # the unsaved-edit marks go
         self.statusBar().showMessage(f"Saved {self.project.folder}", 4000)
         return True
 
@@ -408,8 +410,14 @@ class MainWindow(QMainWindow):
             return False
         talent, plate = self.project.talent_path, self.project.plate_path
         dest.mkdir(parents=True, exist_ok=True)
-        if self.project.mattes_dir.exists():
-            shutil.copytree(self.project.mattes_dir, dest / "mattes", dirs_exist_ok=True)
+        old_store = self.project.matte_store()
+        if dest != self.project.folder:
+            try:  # the mattes as they are now go with the copy; the original keeps what it saved
+                old_store.copy_to(dest / "mattes")
+            except OSError as exc:
+                self.show_error("Cannot save", str(exc))
+                return False
+            old_store.discard()
         self.project.folder = dest
         self.project.name = dest.name
         self.project.talent, self.project.plate = self.project.make_ref(talent), self.project.make_ref(plate)
@@ -640,10 +648,10 @@ class MainWindow(QMainWindow):
         if self.project is None:
             return
         self.timeline.in_point, self.timeline.out_point = self.project.in_point, self.project.out_point
-        from harmovid_engine.matte import MatteStore
-
-        stored = MatteStore(self.project.mattes_dir).frames() if self.project.matte.source != "stored" else []
+        store = self.project.matte_store()
+        stored = store.frames() if self.project.matte.source != "stored" else []
         self.timeline.keyframes = set(stored) | set(self.project.matte.keyframes)
+        self.timeline.edited = set(store.unsaved)
         self.timeline.review = {int(f) for f in self.project.matte.review}
         self.timeline.update()
 
@@ -860,6 +868,9 @@ class MainWindow(QMainWindow):
         self.qsettings.setValue("geometry", self.saveGeometry())
         self.qsettings.setValue("windowState", self.saveState(LAYOUT_VERSION))
         self.keys.remove()
+        # The undo stack is destroyed with the window and emits cleanChanged while it goes (its commands are
+        # cleared): the title must not be updated from a half-deleted window.
+        self._closed = True
         e.accept()
 
 

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFileDia
                                QWidget)
 
 from harmovid_engine.errors import Cancelled, HarmoVidError
-from harmovid_engine.matte import MatteStage, MatteStore
+from harmovid_engine.matte import MatteStage
 from harmovid_engine.matte.brush import MatteEdit, Stroke, apply_stroke
 from harmovid_engine.matte.ops import propagate_project, rgb8
 from harmovid_engine.matte.refine import refine_edges
@@ -249,7 +249,7 @@ class MatteTools(QObject):
         if self._stage is None or self._stage.settings is not p.matte:
             if self._src is None:
                 self._src = open_source(p.talent_path)
-            self._stage = MatteStage(self._src, p.matte, MatteStore(p.mattes_dir))
+            self._stage = MatteStage(self._src, p.matte, p.matte_store())
         return self._stage
 
     def current(self):
@@ -437,14 +437,14 @@ class MatteTools(QObject):
             self.refresh_view()
             return
         p = self.w.project
-        store = MatteStore(p.mattes_dir)
+        store = p.matte_store()
         was_stored, was_key = i in store, i in p.matte.keyframes
         self.apply_edit(edit, undo=False, make_key=True)
         self.w.undo.push(MatteEditCommand(self, edit, label, was_stored, was_key))
 
     def apply_edit(self, edit: MatteEdit, undo: bool, make_key: bool, drop_store: bool = False):
         p = self.w.project
-        store = MatteStore(p.mattes_dir)
+        store = p.matte_store()
         stage = self._ensure()
         base = store.get(edit.frame)
         if base is None:
@@ -485,7 +485,7 @@ class MatteTools(QObject):
             return
         p = self.w.project
         if i not in p.matte.keyframes:
-            MatteStore(p.mattes_dir).put(i, alpha)
+            p.matte_store().put(i, alpha)
             self.w.undo.push(SetKeyframes(self.w, list(p.matte.keyframes), sorted([*p.matte.keyframes, i]),
                                           "Add matte keyframe"))
 
@@ -501,7 +501,7 @@ class MatteTools(QObject):
             if not keys:
                 return
         backup = p.cache_dir / "matte_undo" / uuid.uuid4().hex
-        _copy_mattes(p.mattes_dir, backup / "before")
+        _snapshot_mattes(p.matte_store(), backup / "before")
         self._prop_backup = (backup, copy.deepcopy(p.matte))
         self.progress = (0, 1)
         self.prop_worker = PropagateWorker(p, keys, self.sam, self)
@@ -526,7 +526,7 @@ class MatteTools(QObject):
     def _prop_done(self, matte, how):
         p = self.w.project
         backup, before = self._prop_backup
-        _copy_mattes(p.mattes_dir, backup / "after")
+        _snapshot_mattes(p.matte_store(), backup / "after")
         p.matte = matte
         self.prop_worker.wait()
         self.prop_worker = None
@@ -548,7 +548,7 @@ class MatteTools(QObject):
 
     def restore_mattes(self, folder, matte_settings):
         p = self.w.project
-        _copy_mattes(folder, p.mattes_dir)
+        _restore_mattes(folder, p.matte_store())
         p.matte = copy.deepcopy(matte_settings)
         self._stage = None
         self._matte_touched()
@@ -561,14 +561,24 @@ class MatteTools(QObject):
         self.reset()
 
 
-def _copy_mattes(src, dst):
-    """Make folder ``dst`` hold exactly the matte PNGs of ``src`` (which may not exist)."""
+def _snapshot_mattes(store, dst):
+    """Make folder ``dst`` (ours, in the cache) hold exactly the mattes ``store`` shows now, saved or not."""
     if dst.exists():
         shutil.rmtree(dst)
-    if src.exists():
-        shutil.copytree(src, dst)
-    else:
-        dst.mkdir(parents=True)
+    store.copy_to(dst)
+
+
+def _restore_mattes(folder, store):
+    """Make ``store`` show exactly the mattes of snapshot ``folder`` (as unsaved edits in the Studio)."""
+    from harmovid_engine.matte import MatteStore
+
+    snap = MatteStore(folder)
+    keep = set(snap.frames())
+    for i in store.frames():
+        if i not in keep:
+            store.delete(i)
+    for i in sorted(keep):
+        store.put(i, snap.get(i))
 
 
 # -- the panel --------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ class Timeline(QWidget):
         self.out_point: int | None = None
         self.keyframes: set[int] = set()
         self.review: set[int] = set()  # frames propagation flagged for a person to check
+        self.edited: set[int] = set()  # frames whose matte was changed since the last save
         self.cached: set[int] = set()
         self.fps = 25.0
         self._dragging = False
@@ -71,6 +72,11 @@ class Timeline(QWidget):
         for f in self.keyframes:
             x = self._x(f)
             p.drawEllipse(QRectF(x - 3.5, h - 11, 7, 7))
+        # unsaved matte edits: a white tick above the keyframe row (gone once saved, or thrown away by Discard)
+        p.setBrush(QColor(235, 235, 240))
+        for f in self.edited:
+            x = self._x(f)
+            p.drawRect(QRectF(x - 1, h - 15, 2, 3))
         p.setBrush(QColor(230, 70, 60))
         for f in self.review:
             x = self._x(f)

@@ -5,7 +5,6 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
-from harmovid_engine.matte import MatteStore
 from test_studio import demo, window  # noqa: F401  (fixtures)
 
 torch = pytest.importorskip("torch")
@@ -44,7 +43,7 @@ def test_click_adds_a_point_and_changes_the_matte(qtbot, window, demo, tiny_sess
     assert len(window.viewer.matte_points) == 1 and label == 1 and abs(x - 256) < 2 and abs(y - 200) < 2
     after = current_alpha(window)
     assert not np.array_equal(before, after)
-    assert 0 in window.project.matte.keyframes and 0 in MatteStore(window.project.mattes_dir)
+    assert 0 in window.project.matte.keyframes and 0 in window.project.matte_store()
     assert 0 in window.timeline.keyframes
     # a second click (exclude) refines the same frame with the previous answer's logits
     QTest.mouseClick(window.viewer, Qt.RightButton, Qt.NoModifier, to_widget(window.viewer, 30, 30))
@@ -88,7 +87,7 @@ def test_brush_edit_is_undone_by_ctrl_z(qtbot, window, demo):  # noqa: F811
     restored = current_alpha(window)
     assert np.abs(restored - before).max() <= 0.5 / 255 + 1e-6
     assert 10 not in window.project.matte.keyframes
-    assert 10 not in MatteStore(window.project.mattes_dir)  # the frame is back on the keyer
+    assert 10 not in window.project.matte_store()  # the frame is back on the keyer
 
 
 def test_propagate_runs_and_can_be_cancelled(qtbot, window, demo):  # noqa: F811
@@ -98,17 +97,17 @@ def test_propagate_runs_and_can_be_cancelled(qtbot, window, demo):  # noqa: F811
     qtbot.waitUntil(lambda: window.viewer.matte_image is not None, timeout=10000)
     window.matte_tools.stroke([(40, 40), (80, 40)], erase=False)  # an edit makes frame 5 a keyframe
     assert window.project.matte.keyframes == [5]
-    mattes_before = set(MatteStore(window.project.mattes_dir).frames())
+    mattes_before = set(window.project.matte_store().frames())
     window.matte_panel.prop.click()
     assert window.matte_tools.prop_worker is not None and not window.matte_panel.prop.isEnabled()
     qtbot.waitUntil(lambda: getattr(window.matte_tools, "progress", (0, 1))[0] >= 4, timeout=30000)
     window.matte_panel.cancel.click()
     qtbot.waitUntil(lambda: window.matte_tools.prop_worker is None, timeout=30000)
     assert "cancelled" in window.matte_tools.status
-    written = set(MatteStore(window.project.mattes_dir).frames())
+    written = set(window.project.matte_store().frames())
     assert len(written) > len(mattes_before)  # what was done is kept...
     window.undo.undo()  # ...and one undo puts the mattes back as they were
-    assert set(MatteStore(window.project.mattes_dir).frames()) == mattes_before
+    assert set(window.project.matte_store().frames()) == mattes_before
     assert window.project.matte.keyframes == [5]
 
 
@@ -123,7 +122,7 @@ def test_propagate_to_the_end_flags_and_updates_the_preview(qtbot, window, demo)
     qtbot.waitUntil(lambda: window.matte_tools.prop_worker is None, timeout=240000)
     assert "propagation done" in window.matte_tools.status
     n = window.frame_count
-    assert MatteStore(window.project.mattes_dir).frames() == list(range(n))
+    assert window.project.matte_store().frames() == list(range(n))
     window.save()
     from harmovid_engine.project import Project
 

@@ -3,11 +3,11 @@
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
 from harmovid_engine.media import probe
-from tests.test_studio import demo, wait_full, window  # noqa: F401 (fixtures)
+from test_studio import demo, wait_full, window  # noqa: F401 (fixtures)
 
 
 def _show_proxy(w, factor=0.25):

@@ -35,7 +35,7 @@ def project_matte(project: Project, index: int, source=None) -> np.ndarray:
     own = source is None
     src = source or open_source(project.talent_path)
     try:
-        return MatteStage(src, project.matte, MatteStore(project.mattes_dir)).talent(index)[1]
+        return MatteStage(src, project.matte, project.matte_store()).talent(index)[1]
     finally:
         if own:
             src.close()
@@ -68,7 +68,7 @@ def propagate_project(project: Project, keyframes: list[int] | None = None, sam=
             raise MatteError(f"keyframe {bad[0]} is outside the clip (frames 0-{n - 1})")
         if not keys:
             raise MatteError("no keyframes: make a matte on at least one frame (click, box or brush) first")
-        store = MatteStore(project.mattes_dir)
+        store = project.matte_store()
         key_alpha = {k: project_matte(project, k, src) for k in keys}
 
         def read(i):
@@ -127,7 +127,7 @@ def export_alpha_npz(project: Project, out: str | os.PathLike, cancel=None) -> I
         raise MatteError(f"'{out.name}': the matte export is a .alpha.npz file")
     src = open_source(project.talent_path)
     try:
-        stage = MatteStage(src, project.matte, MatteStore(project.mattes_dir))
+        stage = MatteStage(src, project.matte, project.matte_store())
         n = len(src)
         w, h = src.size
         arr = np.empty((n, h, w), np.uint8)

@@ -161,6 +161,8 @@ class Project:
                  render: RenderSettings | None = None, in_point: int | None = None, out_point: int | None = None,
                  name: str = ""):
         self.folder = Path(folder).absolute()
+        # True in the Studio: matte edits go to ``mattes_unsaved/`` until saved (``matte_store``); not saved itself
+        self.editing = False
         self.talent = talent
         self.plate = plate
         self.matte = matte or MatteSettings()
@@ -183,6 +185,18 @@ class Project:
     @property
     def mattes_dir(self) -> Path:
         return self.folder / "mattes"
+
+    @property
+    def unsaved_mattes_dir(self) -> Path:
+        """Matte edits made in the Studio since the last save (``MatteStore`` with ``pending``)."""
+        return self.folder / "mattes_unsaved"
+
+    def matte_store(self):
+        """The project's mattes as the user sees them: in the Studio (``editing``) with the unsaved edits on top;
+        elsewhere (CLI renders) only what was saved."""
+        from ..matte.store import MatteStore
+
+        return MatteStore(self.mattes_dir, self.unsaved_mattes_dir if getattr(self, "editing", False) else None)
 
     @property
     def cache_dir(self) -> Path:
@@ -302,6 +316,8 @@ class Project:
         wrong settings is refused (:class:`ProjectError`): it would not open again."""
         self.check("save")
         self.folder.mkdir(parents=True, exist_ok=True)
+        if getattr(self, "editing", False):
+            self.matte_store().commit()  # the matte edits first: project.json's keyframes refer to them
         atomic_write_json(self.file, self.to_dict())
         self.autosave_file.unlink(missing_ok=True)
 
@@ -312,17 +328,30 @@ class Project:
 
     def has_recovery(self) -> bool:
         """True when an autosave exists that is newer than the saved project (the app crashed or was killed)."""
+        from ..matte.store import MatteStore
+
+        if MatteStore(self.mattes_dir, self.unsaved_mattes_dir).unsaved:
+            return True  # matte edits of a session that never saved nor discarded them
         a = self.autosave_file
         if not a.exists():
             return False
         return not self.file.exists() or a.stat().st_mtime_ns >= self.file.stat().st_mtime_ns
 
     def recover(self) -> "Project":
-        """The project as last autosaved (not yet saved: call ``save()`` to keep it)."""
-        return Project.from_dict(self.folder, _read_json(self.autosave_file), AUTOSAVE_FILE)
+        """The project as last autosaved, with its unsaved matte edits (not yet saved: call ``save()`` to keep it)."""
+        if not self.autosave_file.exists():
+            out = copy.deepcopy(self)
+        else:
+            out = Project.from_dict(self.folder, _read_json(self.autosave_file), AUTOSAVE_FILE)
+        out.editing = True
+        return out
 
     def discard_recovery(self) -> None:
+        """Drop the autosave and the unsaved matte edits (the project is as last saved)."""
+        from ..matte.store import MatteStore
+
         self.autosave_file.unlink(missing_ok=True)
+        MatteStore(self.mattes_dir, self.unsaved_mattes_dir).discard()
 
     def copy(self) -> "Project":
         return copy.deepcopy(self)

@@ -25,7 +25,7 @@ import numpy as np
 from ..composite import over, place_talent, plate_index_for, unpremultiply
 from ..engines import create_engine
 from ..errors import HarmoVidError
-from ..matte import MatteStage, MatteStore
+from ..matte import MatteStage
 from ..matte.chroma import garbage_box
 from ..media import open_source
 from ..perf import tune_allocator
@@ -99,7 +99,7 @@ class Compositor:
         """Take new settings (matte, placement, engine, render) of the same talent and plate; caches are reset."""
         self.project = project
         self.settings = project.render
-        self.matte = MatteStage(self.talent_src, project.matte, MatteStore(project.mattes_dir))
+        self.matte = MatteStage(self.talent_src, project.matte, project.matte_store())
         # the talent's picture area inside black bars (x0, y0, x1, y1), when its key has a garbage matte
         garbage = (project.matte.key or {}).get("garbage") if project.matte.source == "key" else None
         picture = garbage_box(garbage, self.talent_src.size) if garbage else None
