@@ -7,7 +7,8 @@ from pathlib import Path
 from PySide6.QtCore import QRectF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QFormLayout, QFrame,
-                               QLabel, QMainWindow, QMessageBox, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+                               QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton, QScrollArea, QSpinBox,
+                               QVBoxLayout, QWidget)
 
 from harmovid_engine import __version__
 from harmovid_engine.errors import HarmoVidError
@@ -132,6 +133,16 @@ class MainWindow(QMainWindow):
         for w in (self.frame_label, self.tc_label, self.zoom_label, self.engine_label):
             self.statusBar().addPermanentWidget(w)
         self._build_menus()
+        # propagation's progress and Cancel, in the status bar while it runs (visible whatever the docks show)
+        self.prop_bar = QProgressBar()
+        self.prop_bar.setMaximumWidth(240)
+        self.prop_bar.setFormat("propagating matte %v/%m")
+        self.prop_cancel = QPushButton("Cancel propagation")
+        self.prop_cancel.clicked.connect(self.matte_tools.cancel_propagation)
+        for w in (self.prop_bar, self.prop_cancel):
+            self.statusBar().addPermanentWidget(w)
+            w.hide()
+        self.matte_tools.changed.connect(self._sync_propagation)
 
         self.play_timer = QTimer(self)
         self.play_timer.timeout.connect(self._play_step)
@@ -270,6 +281,15 @@ class MainWindow(QMainWindow):
         h = mb.addMenu("&Help")
         self._action(h, "&Keyboard Shortcuts", self.show_shortcuts, "F1")
         self._action(h, "&About HarmoVid Studio", self.about)
+
+    def _sync_propagation(self):
+        running = self.matte_tools.prop_worker is not None
+        for w in (self.prop_bar, self.prop_cancel):
+            w.setVisible(running)
+        if running:
+            done, total = self.matte_tools.progress
+            self.prop_bar.setRange(0, max(1, total))
+            self.prop_bar.setValue(done)
 
     def _escape(self):
         """Esc: leave the matte tool and give the keyboard back to the viewer."""

@@ -500,6 +500,8 @@ class MatteTools(QObject):
             keys = list(p.matte.keyframes)
             if not keys:
                 return
+        if not self._confirm_replace(p, keys):
+            return
         backup = p.cache_dir / "matte_undo" / uuid.uuid4().hex
         _snapshot_mattes(p.matte_store(), backup / "before")
         self._prop_backup = (backup, copy.deepcopy(p.matte))
@@ -511,6 +513,29 @@ class MatteTools(QObject):
         self.prop_worker.failed.connect(self._prop_failed)
         self.prop_worker.start()
         self.changed.emit()
+
+    def _confirm_replace(self, p, keys) -> bool:
+        """Propagation recomputes every frame but the keyframes: say which stored mattes that replaces, and ask."""
+        from PySide6.QtWidgets import QMessageBox
+
+        store = p.matte_store()
+        replaced = [i for i in store.frames() if i not in set(keys)]
+        if not replaced:
+            return True
+        unsaved = set(store.unsaved)
+        edited = [i for i in replaced if i in unsaved]
+        kinds = []
+        if len(replaced) > len(edited):
+            kinds.append(f"{len(replaced) - len(edited)} saved ("
+                         + ("imported: " + p.matte.imported_from if p.matte.imported_from else "imported or propagated")
+                         + ")")
+        if edited:
+            kinds.append(f"{len(edited)} changed since the last save")
+        text = (f"Propagating from keyframe(s) {_frames_text(keys)} recomputes the matte of every other frame. It "
+                f"replaces {len(replaced)} stored matte(s): {'; '.join(kinds)} (frames {_frames_text(replaced)}).\n\n"
+                "The keyframes stay as they are, and Undo puts every replaced matte back. Replace them?")
+        return self.w.ask("Replace stored mattes?", text, QMessageBox.Yes | QMessageBox.No,
+                          QMessageBox.No) == QMessageBox.Yes
 
     def cancel_propagation(self):
         if self.prop_worker is not None:
@@ -533,8 +558,14 @@ class MatteTools(QObject):
         self._stage = None
         self.w.undo.push(PropagateCommand(self, backup / "before", backup / "after", before, copy.deepcopy(matte)))
         flagged = len(matte.review)
-        self.status = f"propagation {how}; {flagged} frame(s) flagged for review" if how == "done" else \
-            "propagation cancelled; frames done so far are kept (undo restores the previous mattes)"
+        changed = _changed_frames(backup / "before", backup / "after")
+        if how == "done":
+            self.status = (f"propagation done: {len(changed)} frame(s) changed, {flagged} flagged for review"
+                           + (" (see the list; double-click to go there)" if flagged else ""))
+        else:
+            self.status = (f"propagation cancelled: {len(changed)} frame(s) changed so far are kept (Undo restores "
+                           "the previous mattes)")
+        self.w.statusBar().showMessage(self.status[0].upper() + self.status[1:], 15000)
         self._matte_touched()
 
     def _prop_failed(self, message):
@@ -566,6 +597,30 @@ def _snapshot_mattes(store, dst):
     if dst.exists():
         shutil.rmtree(dst)
     store.copy_to(dst)
+
+
+def _frames_text(frames) -> str:
+    """'3, 10-14, 20' for a list of frame numbers."""
+    out, run = [], []
+    for f in sorted(set(frames)):
+        if run and f == run[-1] + 1:
+            run.append(f)
+            continue
+        if run:
+            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        run = [f]
+    if run:
+        out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ", ".join(out)
+
+
+def _changed_frames(before, after) -> list[int]:
+    """Frames whose matte differs between two snapshots (added, removed or other bytes)."""
+    from harmovid_engine.matte import MatteStore
+
+    a, b = MatteStore(before), MatteStore(after)
+    frames = set(a.frames()) | set(b.frames())
+    return sorted(i for i in frames if i not in a or i not in b or a.path(i).read_bytes() != b.path(i).read_bytes())
 
 
 def _restore_mattes(folder, store):

@@ -128,3 +128,30 @@ def test_quitting_after_discard_prints_no_traceback(tmp_path, demo):  # noqa: F8
     assert r.returncode == 0, r.stderr[-2000:]
     assert "closed" in r.stdout
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_propagate_says_what_it_replaces_asks_shows_progress_and_sums_up(qtbot, window, demo):  # noqa: F811
+    from harmovid_engine.matte import MatteStore
+
+    saved = MatteStore(demo / "mattes")
+    for i in range(12, 20):  # mattes that came with the project (say, imported)
+        saved.put(i, np.full((64, 64), 0.5, np.float32))
+    saved_bytes = _saved_mattes(demo)
+    assert window.open_project(demo)
+    _paint(qtbot, window, 5)
+    asked = []
+    window.ask = lambda title, text, *a: asked.append((title, text)) or QMessageBox.No
+    window.matte_tools.propagate()
+    assert asked and asked[0][0] == "Replace stored mattes?"
+    assert "replaces 8 stored matte(s)" in asked[0][1] and "12-19" in asked[0][1]
+    assert window.matte_tools.prop_worker is None  # "No": nothing started, nothing changed
+    assert _saved_mattes(demo) == saved_bytes
+    window.ask = lambda *a: QMessageBox.Yes
+    window.matte_tools.propagate()
+    assert window.matte_tools.prop_worker is not None
+    qtbot.waitUntil(lambda: window.prop_cancel.isVisible() and window.prop_bar.value() >= 3, timeout=30000)
+    window.prop_cancel.click()  # Cancel is in the status bar, whatever the docks show
+    qtbot.waitUntil(lambda: window.matte_tools.prop_worker is None, timeout=30000)
+    assert not window.prop_bar.isVisible()
+    assert "frame(s) changed so far are kept" in window.matte_tools.status
+    assert _saved_mattes(demo) == saved_bytes  # still unsaved edits only
