@@ -265,6 +265,7 @@ class MainWindow(QMainWindow):
         self._action(m, "&Propagate from Keyframes", mt.propagate, "Ctrl+P", "propagate")
         self._action(m, "Cancel Propa&gation", mt.cancel_propagation)
         m.addSeparator()
+        self._action(m, "Matte &Source (Key, Import, Alpha)...", self.matte_source_dialog, None, "matte_source")
         self._action(m, "&Load SAM Model...", self.load_sam_dialog)
         self._action(m, "E&xport Mattes (.alpha.npz)...", self.export_mattes)
 
@@ -367,26 +368,69 @@ class MainWindow(QMainWindow):
     def new_project(self):
         if not self.maybe_save():
             return
-        talent, _ = QFileDialog.getOpenFileName(self, "Talent clip", "", "Video (*.mp4 *.mov *.mkv *.webm *.avi)")
-        if not talent:
-            return
-        plate, _ = QFileDialog.getOpenFileName(self, "Plate", "", "Media (*.jpg *.jpeg *.png *.tif *.mp4 *.mov)")
-        if not plate:
-            return
-        folder = QFileDialog.getExistingDirectory(self, "Folder for the new project (an empty folder)")
-        if not folder:
-            return
-        self.create_and_open(folder, talent, plate)
+        from .new_project import NewProjectDialog
 
-    def create_and_open(self, folder, talent, plate, matte=None, key=None) -> bool:
+        dlg = NewProjectDialog(self, self.qsettings)
+        if self.run_dialog(dlg) != QDialog.Accepted:
+            return
+        v = dlg.values()
+        self.create_and_open(v["folder"], v["talent"], v["plate"], matte=v["matte"], key=v["key"],
+                             use_alpha=v["use_alpha"], guess_key=False)
+
+    def matte_source_dialog(self):
+        """Matte > Matte Source: the New Project dialog's matte choices (key with live preview, import, alpha,
+        none) for the open project's talent."""
+        if self.project is None:
+            return
+        from .new_project import NewProjectDialog
+
+        dlg = NewProjectDialog(self, self.qsettings, talent=str(self.project.talent_path))
+        if self.run_dialog(dlg) == QDialog.Accepted:
+            self.matte_tools.set_matte_source(dlg.values())
+
+    def run_dialog(self, dlg) -> int:
+        """``dlg.exec()`` (one place, so tests can drive the dialog instead)."""
+        return dlg.exec()
+
+    def create_and_open(self, folder, talent, plate, matte=None, key=None, use_alpha=True,
+                        guess_key=True) -> bool:
+        from PySide6.QtWidgets import QProgressDialog
+
+        from harmovid_engine.errors import Cancelled
+
+        wait = None
+        if matte:  # importing every frame's matte takes a while: progress and Cancel
+            wait = QProgressDialog("Importing the matte...", "Cancel", 0, 1, self)
+            wait.setWindowModality(Qt.WindowModal)
+            wait.setMinimumDuration(300)
+
+        def progress(done, total):
+            wait.setMaximum(total)
+            wait.setValue(done)
+            QApplication.processEvents()
+            if wait.wasCanceled():
+                raise Cancelled("matte import cancelled")
+
         try:
-            if key is None and matte is None:
+            if key is None and matte is None and guess_key:
                 key = self._guess_key(talent)
-            proj = create_project(folder, talent, plate, matte=matte, key=key)
-        except HarmoVidError as exc:
+            proj = create_project(folder, talent, plate, matte=matte, key=key, use_alpha=use_alpha,
+                                  progress=progress if wait is not None else None)
+        except Cancelled:
+            self.statusBar().showMessage("New project cancelled; nothing was created", 8000)
+            return False
+        except (HarmoVidError, OSError) as exc:
             self.show_error("Cannot create the project", str(exc))
             return False
-        return self.open_project(proj.folder)
+        finally:
+            if wait is not None:
+                wait.close()
+        if not self.open_project(proj.folder):
+            return False
+        if proj.matte.source == "none":
+            self.statusBar().showMessage("No matte yet: the whole talent frame covers the plate. Make one with the "
+                                         "Click tool (C, SAM) or the Brush (B), then Propagate.", 15000)
+        return True
 
     @staticmethod
     def _guess_key(talent) -> str | None:

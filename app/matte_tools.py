@@ -69,8 +69,9 @@ class MatteEditCommand(QUndoCommand):
 class PropagateCommand(QUndoCommand):
     """A finished propagation: the mattes folder and matte settings before and after, swapped on undo/redo."""
 
-    def __init__(self, tools: "MatteTools", before_dir, after_dir, before_settings, after_settings):
-        super().__init__("Propagate matte")
+    def __init__(self, tools: "MatteTools", before_dir, after_dir, before_settings, after_settings,
+                 label: str = "Propagate matte"):
+        super().__init__(label)
         self.tools = tools
         self.dirs = (before_dir, after_dir)
         self.settings = (before_settings, after_settings)
@@ -576,6 +577,61 @@ class MatteTools(QObject):
         self.status = "propagation failed"
         self.w.show_error("Propagation failed", message)
         self.changed.emit()
+
+    def set_matte_source(self, values: dict) -> bool:
+        """Replace the talent's matte by a new source (Matte > Matte Source...: the New Project dialog's choices):
+        ``values["source"]`` key | file | alpha | none. The stored mattes, keyframes and review flags give way to it;
+        one undo step puts everything back. A bad matte file changes nothing."""
+        from PySide6.QtWidgets import QApplication
+
+        from harmovid_engine.errors import Cancelled
+        from harmovid_engine.matte import read_matte_frames
+        from harmovid_engine.media import probe
+        from harmovid_engine.project import MatteSettings
+        from harmovid_engine.project.create import make_key
+
+        p = self.w.project
+        if p is None or self.prop_worker is not None:
+            return False
+        store = p.matte_store()
+        backup = p.cache_dir / "matte_undo" / uuid.uuid4().hex
+        before = copy.deepcopy(p.matte)
+        _snapshot_mattes(store, backup / "before")
+        new = MatteSettings()
+        source = values["source"]
+        try:
+            if source == "file":
+                info = probe(p.talent_path)
+                frames = read_matte_frames(values["matte"], info.width, info.height, info.frame_count)
+                store.clear()
+                for i, a in enumerate(frames):
+                    store.put(i, a)
+                    if i % 10 == 0:
+                        self.status = f"importing matte: {i + 1}/{info.frame_count}"
+                        self.changed.emit()
+                        QApplication.processEvents()
+                new.source, new.imported_from = "stored", str(values["matte"])
+            else:
+                if source == "key":
+                    new.source, new.key = "key", make_key(p.talent_path, values["key"]).to_dict()
+                else:
+                    new.source = "alpha" if source == "alpha" else "none"
+                store.clear()
+        except (HarmoVidError, OSError, Cancelled) as exc:
+            _restore_mattes(backup / "before", store)
+            self.w.show_error("Cannot use that matte", str(exc))
+            return False
+        p.matte = new
+        self._stage = None
+        _snapshot_mattes(store, backup / "after")
+        self.w.undo.push(PropagateCommand(self, backup / "before", backup / "after", before, copy.deepcopy(new),
+                                          "Change matte source"))
+        labels = {"stored": "imported matte", "key": "chroma key", "alpha": "the talent's alpha channel",
+                  "none": "no matte"}
+        self.status = f"matte source: {labels[new.source]}"
+        self.w.statusBar().showMessage(f"Matte source: {labels[new.source]} (Undo restores the previous mattes)", 10000)
+        self._matte_touched()
+        return True
 
     def restore_mattes(self, folder, matte_settings):
         p = self.w.project

@@ -12,23 +12,24 @@ from ..media.probe import probe
 from .model import MatteSettings, Placement, Project, RenderSettings
 
 
-def create_project(folder, talent, plate, matte: str | None = None, key: str | None = None,
+def create_project(folder, talent, plate, matte: str | None = None, key=None,
                    render: RenderSettings | None = None, overwrite: bool = False, progress=None,
-                   note=None) -> Project:
+                   note=None, use_alpha: bool = True) -> Project:
     """Create and save a project folder.
 
     matte: a matte file or folder to import into ``mattes/`` (``.alpha.npz``, image sequence, matte video);
-    key: ``green`` | ``blue`` | ``auto`` for a chroma key. Without either, the talent's own alpha channel is used if
-    it has one, else the talent is opaque (a matte can be made later). Nothing is left behind on failure.
+    key: ``green`` | ``blue`` | ``auto`` for a chroma key, or a :class:`ChromaKeySettings` (the Studio's New Project
+    dialog: its colour and tolerances as the user set them). Without either, the talent's own alpha channel is used if
+    it has one (and ``use_alpha``), else the talent is opaque (a matte can be made later). Nothing is left behind on
+    failure.
     ``note(message)`` hears what was adapted on the way (a matte of another size, resized).
 
     Replacing a project (``overwrite``) builds the new mattes in a staging folder beside the old ones and swaps them
     in only after everything succeeded: a bad matte, an error or Ctrl+C leaves the old project and its mattes as they
     were. Other files in the folder (footage kept there, renders) are never touched.
     """
-    from ..matte import ChromaKeySettings, MatteStore, detect_black_bars, read_matte_frames
-    from ..matte.chroma import ChromaKeyer, garbage_box
-    from ..matte.provider import codes_to_unit
+    from ..matte import MatteStore, read_matte_frames
+    from ..matte.chroma import garbage_box
 
     folder = Path(folder).absolute()
     if matte and key:
@@ -66,19 +67,14 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
             proj.matte.source = "stored"
             proj.matte.imported_from = str(Path(matte).absolute())
         elif key:
-            with open_source(talent) as src:
-                n = len(src)
-                samples = [codes_to_unit(src.read(i)) for i in sorted({0, n // 2, n - 1})]
-            ks = ChromaKeySettings(screen=key)
-            ks.garbage = detect_black_bars(samples)
-            ChromaKeyer(ks, samples[0])  # picks and stores the key colour; raises if there is no screen
+            ks = make_key(talent, key)
             if ks.garbage:  # fit the picture, not its black bars
                 size = (talent_info.width, talent_info.height)
                 proj.placement = Placement.default(size, (plate_info.width, plate_info.height),
                                                    garbage_box(ks.garbage, size))
             proj.matte.source = "key"
             proj.matte.key = ks.to_dict()
-        elif talent_info.has_alpha:
+        elif talent_info.has_alpha and use_alpha:
             proj.matte.source = "alpha"
         else:
             proj.matte.source = "none"
@@ -93,6 +89,25 @@ def create_project(folder, talent, plate, matte: str | None = None, key: str | N
         elif staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def make_key(talent, key):
+    """The :class:`ChromaKeySettings` of a key for ``talent``: ``key`` a screen name (``green`` | ``blue`` | ``auto``)
+    or settings; black bars found on three frames become its garbage matte, the screen colour is picked from the first
+    frame unless given. A talent without a green or blue screen is a :class:`MatteError`."""
+    from ..matte import ChromaKeySettings, detect_black_bars
+    from ..matte.chroma import ChromaKeyer
+    from ..matte.provider import codes_to_unit
+
+    with open_source(talent) as src:
+        n = len(src)
+        samples = [codes_to_unit(src.read(i)) for i in sorted({0, n // 2, n - 1})]
+    ks = ChromaKeySettings.from_dict(key.to_dict()) if isinstance(key, ChromaKeySettings) else \
+        ChromaKeySettings(screen=key)
+    if ks.garbage is None:
+        ks.garbage = detect_black_bars(samples)
+    ChromaKeyer(ks, samples[0])  # picks and stores the key colour; raises if there is no screen
+    return ks
 
 
 def _swap_in_mattes(proj: Project, staging: Path) -> None:
