@@ -8,7 +8,7 @@ from PySide6.QtCore import QRectF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QDockWidget, QFileDialog, QFormLayout, QFrame,
                                QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton, QScrollArea, QSpinBox,
-                               QVBoxLayout, QWidget)
+                               QUndoView, QVBoxLayout, QWidget)
 
 from harmovid_engine import __version__
 from harmovid_engine.errors import HarmoVidError
@@ -28,7 +28,7 @@ from .viewer import VIEW_MODES, Viewer
 from .workers import PreviewWorker, ScopeWorker
 
 AUTOSAVE_MS = 30_000
-LAYOUT_VERSION = 2  # bump when the docks change: saved window layouts of other versions are not restored
+LAYOUT_VERSION = 3  # bump when the docks change: saved window layouts of other versions are not restored
 SHORTCUTS = [
     ("Space", "play / pause"), ("J / K / L", "play backward / stop / play forward (repeat to go faster)"),
     ("Left / Right", "previous / next frame"), ("Home / End", "first / last frame"), ("I / O", "set in / out point"),
@@ -38,7 +38,7 @@ SHORTCUTS = [
     ("right-click, Alt", "exclude point / erase with the brush"), ("Tab", "next SAM candidate"),
     ("R", "refine the matte edge of this frame"), ("Ctrl+P", "propagate the matte from keyframes"),
     ("", "shortcuts work with the focus anywhere; a number field takes only digits, signs and Enter"),
-    ("Esc", "give the keyboard back to the viewer"),
+    ("Esc", "give the keyboard back to the viewer"), ("Ctrl+L", "loop playback over in-out (or the clip)"),
 ]
 
 
@@ -105,6 +105,11 @@ class MainWindow(QMainWindow):
         self.matte_panel = MattePanel(self.matte_tools, self)
         self.tabifyDockWidget(self.findChild(QDockWidget, "Inspector"),
                               self._dock("Matte", self.matte_panel, Qt.RightDockWidgetArea))
+        # the undo history: every edit by name; a click goes back (or forward) to that point
+        self.history = QUndoView(self.undo)
+        self.history.setEmptyLabel("<opened>")
+        self.tabifyDockWidget(self.findChild(QDockWidget, "Inspector"),
+                              self._dock("History", self.history, Qt.RightDockWidgetArea))
         self.findChild(QDockWidget, "Inspector").raise_()
         self.resizeDocks([scope_dock], [190], Qt.Vertical)  # the picture gets the room (a saved layout overrides)
         self.viewer.matteClicked.connect(self.matte_tools.click)
@@ -274,6 +279,10 @@ class MainWindow(QMainWindow):
         self._action(t, "Play Backward", lambda: self.shuttle(-1), "J")
         self._action(t, "Stop", self.stop, "K")
         self._action(t, "Play Forward", lambda: self.shuttle(1), "L")
+        self.loop_action = self._action(t, "&Loop Playback", lambda: None, "Ctrl+L", "loop")
+        self.loop_action.setCheckable(True)
+        self.loop_action.setChecked(self.qsettings.value("loop", False, type=bool))
+        self.loop_action.toggled.connect(lambda on: self.qsettings.setValue("loop", on))
         self._action(t, "Previous Frame", lambda: self.step(-1), "Left")
         self._action(t, "Next Frame", lambda: self.step(1), "Right")
         self._action(t, "First Frame", lambda: self.seek(0), "Home")
@@ -644,8 +653,19 @@ class MainWindow(QMainWindow):
         self._play_speed = 1
         self.play_timer.stop()
 
+    def play_range(self) -> tuple[int, int]:
+        """The frames playback runs over: in to out when set, else the whole clip."""
+        p = self.project
+        a = p.in_point if p is not None and p.in_point is not None else 0
+        b = p.out_point if p is not None and p.out_point is not None else self.frame_count - 1
+        return max(0, min(a, self.frame_count - 1)), max(0, min(b, self.frame_count - 1))
+
     def _play_step(self):
         nxt = self.frame + self._play_dir
+        if self.loop_action.isChecked():
+            a, b = self.play_range()
+            if nxt > b or nxt < a:  # loop: back to the other end of the in-out range
+                nxt = a if self._play_dir > 0 else b
         if not 0 <= nxt < self.frame_count:
             self.stop()
             return

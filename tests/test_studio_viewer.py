@@ -132,3 +132,35 @@ def test_a_number_field_still_takes_digits_and_enter_returns_to_the_viewer(qtbot
     assert "1" in spin.lineEdit().text()
     QTest.keyClick(spin.lineEdit(), Qt.Key_Return)
     qtbot.waitUntil(lambda: window.viewer.hasFocus(), timeout=2000)
+
+
+def test_loop_playback_wraps_over_the_in_out_range(qtbot, window, demo):
+    assert window.open_project(demo)
+    window.seek(10)
+    window.set_in()
+    window.seek(14)
+    window.set_out()
+    window.loop_action.setChecked(True)
+    window.seek(13)
+    window._play_dir = 1
+    seen = []
+    for _ in range(6):
+        window._play_step()
+        seen.append(window.frame)
+    assert seen == [14, 10, 11, 12, 13, 14]
+    window.loop_action.setChecked(False)
+    window.seek(window.frame_count - 1)
+    window._play_step()  # no loop: playback stops at the end
+    assert window.frame == window.frame_count - 1 and window._play_dir == 0
+
+
+def test_the_history_panel_lists_edits_and_a_click_goes_back(qtbot, window, demo):
+    assert window.open_project(demo)
+    w = window.inspector.widgets["render.shadow_opacity"]
+    w.setValue(0.5)
+    window.inspector.widgets["render.light_wrap_strength"].setValue(0.4)
+    model = window.history.model()
+    assert model.rowCount() == 3  # "<opened>" + two edits
+    window.history.setCurrentIndex(model.index(1, 0))  # back to after the first edit
+    assert window.undo.index() == 1
+    assert window.project.render.shadow_opacity == 0.5
