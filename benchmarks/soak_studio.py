@@ -4,7 +4,8 @@ The script repeats what an editor does all day, in random order (seeded): seek, 
 a row), change an Inspector setting, switch view modes, paint and erase the matte with the brush, undo and redo,
 zoom, save. Every 10 s it records the process's memory (RSS), Python's reference counts of None/True/False (a Qt
 binding that drops references, as PySide6 6.12.0 on Python 3.11 did, makes them fall until the interpreter dies),
-the number of live Python objects, and the longest GUI-thread stall. It ends with a JSON summary; memory growth is
+the number of live Python objects, and the longest GUI-thread stall between actions (the time of each action itself,
+run on the GUI thread as a user's click is, is listed per kind). It ends with a JSON summary; memory growth is
 judged on the second half (the first fills caches).
 
     xvfb-run -a python benchmarks/soak_studio.py --minutes 10 --out soak.json
@@ -106,14 +107,19 @@ def main() -> int:
             win.viewer.set_zoom(rng.choice([None, 0.5, 1.0, 2.0]))
         elif kind == "save":
             win.save()
+        return kind
 
     t0 = time.perf_counter()
     end = t0 + args.minutes * 60
     next_sample = t0
     actions = 0
+    durations: dict[str, list[float]] = {}
     while time.perf_counter() < end:
-        act()
+        a0 = time.perf_counter()
+        kind = act()
+        durations.setdefault(kind, []).append(time.perf_counter() - a0)
         actions += 1
+        stall[1] = time.perf_counter()  # stalls count between actions only (an action's own time is listed apart)
         pause = time.perf_counter() + rng.uniform(0.05, 0.6)
         while time.perf_counter() < pause:
             app.processEvents()
@@ -139,6 +145,9 @@ def main() -> int:
                       "end_minus_start": samples[-1]["none_refs"] - samples[0]["none_refs"]},
         "objects": {"start": samples[0]["objects"], "end": samples[-1]["objects"]},
         "longest_stall_ms": max(s["stall_ms"] for s in samples[1:] or samples),
+        "stall_ms_median_of_samples": sorted(s["stall_ms"] for s in samples)[len(samples) // 2],
+        "action_ms": {k: {"median": round(1000 * sorted(v)[len(v) // 2], 1), "max": round(1000 * max(v), 1)}
+                      for k, v in sorted(durations.items())},
         "samples": samples,
     }
     text = json.dumps(summary, indent=1)

@@ -269,6 +269,53 @@ def test_two_keyframes_blend_and_are_kept():
     assert all(mask_iou(final[i].alpha, mattes[i]) > 0.9 for i in final)
 
 
+def test_disagreeing_passes_are_not_averaged_into_a_ghost():
+    from harmovid_engine.matte.propagate import blend_passes
+
+    a_f = np.array([[1.0, 1.0, 0.0]], np.float32)
+    a_b = np.array([[1.0, 0.0, 0.0]], np.float32)  # the passes disagree on the middle pixel
+    near_left, near_right = blend_passes(a_f, a_b, 0.3, 0.2), blend_passes(a_f, a_b, 0.7, 0.2)
+    assert near_left[0, 1] == 1.0 and near_right[0, 1] == 0.0  # the nearer key's pass, not 0.5 for half the span
+    assert blend_passes(a_f, a_b, 0.5, 0.2)[0, 1] == pytest.approx(0.5)  # the switch-over, in the middle only
+    soft_f, soft_b = np.full((1, 1), 0.8, np.float32), np.full((1, 1), 0.6, np.float32)
+    assert blend_passes(soft_f, soft_b, 0.25, 0.2)[0, 0] == pytest.approx(0.75)  # agreeing: by distance
+
+
+def test_a_region_the_flow_cannot_vouch_for_is_decided_by_colour():
+    from harmovid_engine.matte.refine import ColourModel
+
+    rng = np.random.default_rng(1)
+    img = np.empty((90, 120, 3), np.uint8)
+    img[:] = (40, 120, 40)
+    img[20:70, 30:90] = (200, 150, 120)  # the talent
+    img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    truth = np.zeros((90, 120), np.float32)
+    truth[20:70, 30:90] = 1
+    model = ColourModel(img, truth)
+    prior = truth.copy()
+    prior[20:70, 60:90] = 0  # the warped matte lost the talent's right half (a fast limb)
+    kept = model.segment(img, prior, 3)
+    unsure = np.zeros_like(truth, bool)
+    unsure[15:75, 55:95] = True
+    fixed = model.segment(img, prior, 3, unsure)
+    assert mask_iou(kept, truth) < 0.7  # outside the narrow band the prior's loss stays
+    assert mask_iou(fixed, truth) > 0.95
+
+
+def test_propagation_carries_a_soft_edge():
+    frames, mattes = moving_clip(8)
+    key = cv2.GaussianBlur(mattes[0], (0, 0), 2.0)  # a soft keyframe edge
+    hard = PropagationSettings(soft_carry=0.0)
+    soft_err, hard_err = [], []
+    truth = [cv2.GaussianBlur(m, (0, 0), 2.0) for m in mattes]
+    for s, errs in ((PropagationSettings(), soft_err), (hard, hard_err)):
+        for mf in propagate(lambda i: frames[i], 8, {0: key}, s):
+            band = (truth[mf.index] > 0.02) & (truth[mf.index] < 0.98)
+            if mf.index:
+                errs.append(np.abs(mf.alpha[band] - truth[mf.index][band]).mean())
+    assert np.mean(soft_err) < np.mean(hard_err)
+
+
 def test_propagation_flags_drift_and_validates_input():
     frames, mattes = moving_clip(8)
     blank = [f.copy() for f in frames]

@@ -96,9 +96,14 @@ class ColourModel:
             mask = np.where(fg, cv2.GC_FGD, cv2.GC_BGD).astype(np.uint8)
             cv2.grabCut(_bgr(image), mask, None, self._bgd, self._fgd, 1, cv2.GC_INIT_WITH_MASK)
 
-    def segment(self, image: np.ndarray, prior: np.ndarray, band: int) -> np.ndarray:
-        """Binary matte (float32 0/1): ``prior`` kept outside a ``band``-px ring around its edge, re-decided inside."""
+    def segment(self, image: np.ndarray, prior: np.ndarray, band: int, unsure: np.ndarray | None = None
+                ) -> np.ndarray:
+        """Binary matte (float32 0/1): ``prior`` kept outside a ``band``-px ring around its edge, re-decided inside
+        and wherever ``unsure`` (pixels the prior cannot vouch for, e.g. where optical flow failed)."""
         sure_fg, sure_bg = trimap(prior, band)
+        if unsure is not None:
+            sure_fg &= ~unsure
+            sure_bg &= ~unsure
         binary = (prior > 0.5).astype(np.float32)
         if not self.valid or not sure_fg.any() or not sure_bg.any():
             return binary
