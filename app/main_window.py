@@ -24,7 +24,7 @@ from .matte_tools import DownloadWorker, MattePanel, MatteTools, pick_checkpoint
 from .scope import FlickerScope
 from .session import Session
 from .timeline import Timeline
-from .viewer import VIEW_MODES, Viewer
+from .viewer import CHANNELS, VIEW_MODES, Viewer
 from .workers import PreviewWorker, ScopeWorker
 
 AUTOSAVE_MS = 30_000
@@ -39,6 +39,7 @@ SHORTCUTS = [
     ("R", "refine the matte edge of this frame"), ("Ctrl+P", "propagate the matte from keyframes"),
     ("", "shortcuts work with the focus anywhere; a number field takes only digits, signs and Enter"),
     ("Esc", "give the keyboard back to the viewer"), ("Ctrl+L", "loop playback over in-out (or the clip)"),
+    ("Shift+R / G / B / A / C", "show the red, green, blue channel, the alpha, or all channels"),
 ]
 
 
@@ -249,6 +250,16 @@ class MainWindow(QMainWindow):
             group.addAction(a)
             self.mode_actions[mode] = a
         v.addSeparator()
+        ch = v.addMenu("&Channels")
+        cgroup = QActionGroup(self)
+        self.channel_actions = {}
+        for key, label in CHANNELS.items():
+            a = self._action(ch, label, lambda checked=False, c=key: self.set_channel(c),
+                             "Shift+C" if key == "rgb" else f"Shift+{key.upper()}")
+            a.setCheckable(True)
+            a.setChecked(key == "rgb")
+            cgroup.addAction(a)
+            self.channel_actions[key] = a
         self._action(v, "&Fit to Window", lambda: self.viewer.set_zoom(None), "F")
         self._action(v, "&100%", lambda: self.viewer.set_zoom(1.0), "Ctrl+0")
         self._action(v, "Zoom &In", lambda: self.viewer.set_zoom(self.viewer.current_scale() * 1.25), "Ctrl+=")
@@ -715,6 +726,10 @@ class MainWindow(QMainWindow):
         self.scope_worker = ScopeWorker(self.project, self)
         self.scope_worker.point.connect(self.scope.add_point)
         self.scope_worker.start(QThread.LowPriority)
+
+    def set_channel(self, channel: str):
+        self.viewer.set_channel(channel)
+        self.channel_actions[channel].setChecked(True)
 
     def set_view_mode(self, mode: str):
         self.viewer.set_mode(mode)

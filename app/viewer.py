@@ -17,6 +17,20 @@ VIEW_MODES = {
 }
 
 
+CHANNELS = {"rgb": "All Channels", "r": "Red", "g": "Green", "b": "Blue", "a": "Alpha (Matte)"}
+
+
+def channel_of(arr: np.ndarray, channel: str, matte: np.ndarray | None = None) -> np.ndarray:
+    """One channel of a view's uint8 image as grey (the matte for "a"); the image itself for "rgb" or a grey one."""
+    if channel == "rgb":
+        return arr
+    if channel == "a":
+        return matte if matte is not None else (arr[..., 3] if arr.ndim == 3 and arr.shape[2] == 4 else arr)
+    if arr.ndim == 2:
+        return arr
+    return np.ascontiguousarray(arr[..., "rgb".index(channel)])
+
+
 def to_qimage(arr: np.ndarray) -> QImage:
     """uint8 (H, W), (H, W, 3) or (H, W, 4) -> QImage (a deep copy: the array may go away)."""
     arr = np.ascontiguousarray(arr)
@@ -58,6 +72,8 @@ class Viewer(QWidget):
         self.setFocusPolicy(Qt.StrongFocus)
         self.setMouseTracking(True)
         self.images: dict[str, QImage] = {}
+        self._arrays: dict = {}
+        self.channel = "rgb"
         self.mode = "composite"
         self.wipe = 0.5  # divider position, fraction of the image width
         self.zoom = 1.0
@@ -80,8 +96,18 @@ class Viewer(QWidget):
 
     # -- content ------------------------------------------------------------------------------------------------
     def set_images(self, images: dict, pass_name: str) -> None:
-        self.images = {k: to_qimage(v) for k, v in images.items()}
+        self._arrays = images
+        self.images = {k: to_qimage(channel_of(v, self.channel, images.get("matte"))) for k, v in images.items()}
         self.pass_name = pass_name
+        self.update()
+
+    def set_channel(self, channel: str) -> None:
+        """Show every view's red, green or blue channel, or the matte (alpha), as grey; "rgb": all channels."""
+        if channel not in CHANNELS:
+            raise ValueError(channel)
+        self.channel = channel
+        if self._arrays:
+            self.set_images(self._arrays, self.pass_name)
         self.update()
 
     def set_mode(self, mode: str) -> None:

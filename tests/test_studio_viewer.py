@@ -164,3 +164,18 @@ def test_the_history_panel_lists_edits_and_a_click_goes_back(qtbot, window, demo
     window.history.setCurrentIndex(model.index(1, 0))  # back to after the first edit
     assert window.undo.index() == 1
     assert window.project.render.shadow_opacity == 0.5
+
+
+def test_channel_views_show_one_channel_as_grey(qtbot, window, demo):
+    import numpy as np
+
+    assert window.open_project(demo)
+    wait_full(qtbot, window, 0)
+    arrays = window.viewer._arrays
+    for ch, expect in (("r", arrays["composite"][..., 0]), ("b", arrays["composite"][..., 2]), ("a", arrays["matte"])):
+        window.set_channel(ch)
+        img = window.viewer.images["composite"]
+        got = np.frombuffer(img.constBits(), np.uint8, img.sizeInBytes()).reshape(img.height(), img.bytesPerLine())
+        assert np.array_equal(got[:, : img.width()], expect)
+    window.set_channel("rgb")
+    assert window.viewer.images["composite"].format() != window.viewer.images["matte"].format()
