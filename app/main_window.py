@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
         self._play_speed = 1
         self._drag_origin = None
         self.scope_worker: ScopeWorker | None = None
+        self._retired_scopes: set = set()  # cancelled scope workers still finishing their frame
         self.export_dialog: ExportDialog | None = None
 
         self.viewer = Viewer()
@@ -719,9 +720,15 @@ class MainWindow(QMainWindow):
     def _restart_scope(self):
         if self.project is None:
             return
-        if self.scope_worker is not None:
-            self.scope_worker.cancel()
-            self.scope_worker.wait()
+        old = self.scope_worker
+        if old is not None:
+            # Cancelled, not waited for: it may be in the middle of a deflicker window (over a second on a busy
+            # machine), and the GUI thread must not hold still for it. Its points no longer reach the scope.
+            old.cancel()
+            old.point.disconnect(self.scope.add_point)
+            if old.isRunning():
+                self._retired_scopes.add(old)
+                old.finished.connect(lambda o=old: self._retired_scopes.discard(o))
         self.scope.reset(self.frame_count)
         self.scope_worker = ScopeWorker(self.project, self)
         self.scope_worker.point.connect(self.scope.add_point)
@@ -953,10 +960,12 @@ class MainWindow(QMainWindow):
         self.autosave_timer.stop()
         if self.export_dialog is not None:
             self.export_dialog.close()
-        if self.scope_worker is not None:
-            self.scope_worker.cancel()
-            self.scope_worker.wait()
-            self.scope_worker = None
+        for w in [self.scope_worker, *self._retired_scopes]:
+            if w is not None:
+                w.cancel()
+                w.wait()
+        self.scope_worker = None
+        self._retired_scopes.clear()
         self.worker.stop()
         self.matte_tools.close()
         if self.download_worker is not None:

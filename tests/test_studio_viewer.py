@@ -179,3 +179,19 @@ def test_channel_views_show_one_channel_as_grey(qtbot, window, demo):
         assert np.array_equal(got[:, : img.width()], expect)
     window.set_channel("rgb")
     assert window.viewer.images["composite"].format() != window.viewer.images["matte"].format()
+
+
+def test_a_settings_change_does_not_wait_for_the_scope_worker_on_the_gui_thread(qtbot, window, demo, monkeypatch):
+    from app.workers import ScopeWorker
+
+    assert window.open_project(demo)
+    window._restart_scope()
+    busy = window.scope_worker
+    waited = []
+    monkeypatch.setattr(ScopeWorker, "wait", lambda self, *a: waited.append(self) or True)
+    window._restart_scope()  # what a settings change does 400 ms later
+    assert busy not in waited and busy.token.cancelled
+    assert window.scope_worker is not busy
+    monkeypatch.undo()
+    qtbot.waitUntil(lambda: not busy.isRunning(), timeout=60000)
+    qtbot.waitUntil(lambda: busy not in window._retired_scopes, timeout=5000)
