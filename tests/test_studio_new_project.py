@@ -26,6 +26,23 @@ def _set_talent(dlg, path):
     dlg.update_preview()
 
 
+def importing(data_dir, location, name, plate="plate_1.jpg"):
+    """A ``run_dialog`` that fills New Project with d0 and its ``.alpha.npz`` matte and presses Create."""
+    def drive(dlg):
+        _set_talent(dlg, data_dir / "clips" / "d0.mp4")
+        dlg.plate.setText(str(data_dir / "plates" / plate))
+        dlg.matte_file.setText(str(data_dir / "clips" / "d0.alpha.npz"))
+        dlg._matte_changed()
+        dlg.update_preview()
+        assert dlg.mode() == "file" and dlg.warning.text() == ""
+        dlg.location.setText(str(location))
+        dlg.name.setText(name)
+        dlg._accept()
+        return dlg.result()
+
+    return drive
+
+
 def _source(dlg, key):
     dlg.source.setCurrentIndex([k for k, _ in MATTE_SOURCES].index(key))
     dlg.update_preview()
@@ -59,19 +76,7 @@ def test_new_project_with_a_chroma_key_made_in_the_dialog(qtbot, window, tmp_pat
 
 
 def test_new_project_importing_a_matte_file(qtbot, window, tmp_path, data_dir):  # noqa: F811
-    def drive(dlg):
-        _set_talent(dlg, data_dir / "clips" / "d0.mp4")
-        dlg.plate.setText(str(data_dir / "plates" / "plate_1.jpg"))
-        dlg.matte_file.setText(str(data_dir / "clips" / "d0.alpha.npz"))
-        dlg._matte_changed()
-        dlg.update_preview()
-        assert dlg.mode() == "file" and dlg.warning.text() == ""
-        dlg.location.setText(str(tmp_path))
-        dlg.name.setText("imported")
-        dlg._accept()
-        return dlg.result()
-
-    window.run_dialog = drive
+    window.run_dialog = importing(data_dir, tmp_path, "imported")
     window.new_project()
     p = Project.open(tmp_path / "imported")
     assert p.matte.source == "stored" and len(MatteStore(p.mattes_dir).frames()) == 78

@@ -8,22 +8,12 @@ from PySide6.QtWidgets import QMessageBox
 from harmovid_engine.media import probe
 from harmovid_engine.project import Project
 from test_studio import _export, window  # noqa: F401  (fixtures)
-from test_studio_new_project import _set_talent
+from test_studio_new_project import importing
 
 
 @pytest.mark.heavy
 def test_new_project_fix_propagate_relight_export_save_reopen(qtbot, window, tmp_path, data_dir):  # noqa: F811
-    def drive(dlg):
-        _set_talent(dlg, data_dir / "clips" / "d0.mp4")
-        dlg.plate.setText(str(data_dir / "plates" / "plate_11.jpg"))
-        dlg.matte_file.setText(str(data_dir / "clips" / "d0.alpha.npz"))
-        dlg._matte_changed()
-        dlg.location.setText(str(tmp_path))
-        dlg.name.setText("job")
-        dlg._accept()
-        return dlg.result()
-
-    window.run_dialog = drive
+    window.run_dialog = importing(data_dir, tmp_path, "job", plate="plate_11.jpg")
     window.new_project()
     folder = tmp_path / "job"
     assert window.project is not None and window.project.folder == folder
