@@ -396,7 +396,7 @@ class MainWindow(QMainWindow):
             return
         v = dlg.values()
         self.create_and_open(v["folder"], v["talent"], v["plate"], matte=v["matte"], key=v["key"],
-                             use_alpha=v["use_alpha"], guess_key=False)
+                             use_alpha=v["use_alpha"])
 
     def matte_source_dialog(self):
         """Matte > Matte Source: the New Project dialog's matte choices (key with live preview, import, alpha,
@@ -413,30 +413,33 @@ class MainWindow(QMainWindow):
         """``dlg.exec()`` (one place, so tests can drive the dialog instead)."""
         return dlg.exec()
 
-    def create_and_open(self, folder, talent, plate, matte=None, key=None, use_alpha=True,
-                        guess_key=True) -> bool:
+    def modal_progress(self, text: str):
+        """A window-modal progress dialog with Cancel for work on the GUI thread (a matte import): ``tick(done,
+        total)`` updates it, keeps the window painting and raises ``Cancelled`` when the user cancels; the editor
+        cannot start other edits meanwhile. Returns (dialog, tick)."""
         from PySide6.QtWidgets import QProgressDialog
 
         from harmovid_engine.errors import Cancelled
 
-        wait = None
-        if matte:  # importing every frame's matte takes a while: progress and Cancel
-            wait = QProgressDialog("Importing the matte...", "Cancel", 0, 1, self)
-            wait.setWindowModality(Qt.WindowModal)
-            wait.setMinimumDuration(300)
+        wait = QProgressDialog(text, "Cancel", 0, 1, self)
+        wait.setWindowModality(Qt.WindowModal)
+        wait.setMinimumDuration(300)
 
-        def progress(done, total):
+        def tick(done, total):
             wait.setMaximum(total)
             wait.setValue(done)
             QApplication.processEvents()
             if wait.wasCanceled():
-                raise Cancelled("matte import cancelled")
+                raise Cancelled("cancelled")
 
+        return wait, tick
+
+    def create_and_open(self, folder, talent, plate, matte=None, key=None, use_alpha=True) -> bool:
+        from harmovid_engine.errors import Cancelled
+
+        wait, tick = self.modal_progress("Importing the matte...") if matte else (None, None)
         try:
-            if key is None and matte is None and guess_key:
-                key = self._guess_key(talent)
-            proj = create_project(folder, talent, plate, matte=matte, key=key, use_alpha=use_alpha,
-                                  progress=progress if wait is not None else None)
+            proj = create_project(folder, talent, plate, matte=matte, key=key, use_alpha=use_alpha, progress=tick)
         except Cancelled:
             self.statusBar().showMessage("New project cancelled; nothing was created", 8000)
             return False
@@ -452,20 +455,6 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("No matte yet: the whole talent frame covers the plate. Make one with the "
                                          "Click tool (C, SAM) or the Brush (B), then Propagate.", 15000)
         return True
-
-    @staticmethod
-    def _guess_key(talent) -> str | None:
-        """Key automatically when the talent has a green or blue screen around it."""
-        from harmovid_engine.matte import pick_key_colour
-        from harmovid_engine.matte.provider import codes_to_unit
-        from harmovid_engine.media import open_source
-
-        try:
-            with open_source(talent) as src:
-                pick_key_colour(codes_to_unit(src.read(0)))
-            return "auto"
-        except HarmoVidError:
-            return None
 
     def save(self) -> bool:
         if self.project is None:

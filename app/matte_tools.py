@@ -582,8 +582,6 @@ class MatteTools(QObject):
         """Replace the talent's matte by a new source (Matte > Matte Source...: the New Project dialog's choices):
         ``values["source"]`` key | file | alpha | none. The stored mattes, keyframes and review flags give way to it;
         one undo step puts everything back. A bad matte file changes nothing."""
-        from PySide6.QtWidgets import QApplication
-
         from harmovid_engine.errors import Cancelled
         from harmovid_engine.matte import read_matte_frames
         from harmovid_engine.media import probe
@@ -599,17 +597,16 @@ class MatteTools(QObject):
         _snapshot_mattes(store, backup / "before")
         new = MatteSettings()
         source = values["source"]
+        wait = None
         try:
             if source == "file":
                 info = probe(p.talent_path)
                 frames = read_matte_frames(values["matte"], info.width, info.height, info.frame_count)
+                wait, tick = self.w.modal_progress("Importing the matte...")
                 store.clear()
                 for i, a in enumerate(frames):
                     store.put(i, a)
-                    if i % 10 == 0:
-                        self.status = f"importing matte: {i + 1}/{info.frame_count}"
-                        self.changed.emit()
-                        QApplication.processEvents()
+                    tick(i + 1, info.frame_count)
                 new.source, new.imported_from = "stored", str(values["matte"])
             else:
                 if source == "key":
@@ -617,10 +614,17 @@ class MatteTools(QObject):
                 else:
                     new.source = "alpha" if source == "alpha" else "none"
                 store.clear()
-        except (HarmoVidError, OSError, Cancelled) as exc:
+        except Cancelled:
+            _restore_mattes(backup / "before", store)
+            self.w.statusBar().showMessage("Matte import cancelled; the mattes are as they were", 8000)
+            return False
+        except (HarmoVidError, OSError) as exc:
             _restore_mattes(backup / "before", store)
             self.w.show_error("Cannot use that matte", str(exc))
             return False
+        finally:
+            if wait is not None:
+                wait.close()
         p.matte = new
         self._stage = None
         _snapshot_mattes(store, backup / "after")
@@ -689,7 +693,7 @@ def _restore_mattes(folder, store):
         if i not in keep:
             store.delete(i)
     for i in sorted(keep):
-        store.put(i, snap.get(i))
+        store.put_png(i, snap.path(i).read_bytes())
 
 
 # -- the panel --------------------------------------------------------------------------------------------------------

@@ -108,6 +108,7 @@ class NewProjectDialog(QDialog):
         self._alpha_channel: np.ndarray | None = None
         self._key_colour = None  # picked by a click, else automatic
         self._matte_alpha: np.ndarray | None = None
+        self._talent_read: str | None = None  # the talent path the first frame was read from
         self.error = ""
         lay = QVBoxLayout(self)
         form = QFormLayout()
@@ -249,6 +250,9 @@ class NewProjectDialog(QDialog):
         from harmovid_engine.media import open_source
 
         path = self.talent.text().strip()
+        if path == self._talent_read:
+            return  # editingFinished also fires when the field only loses focus: the frame is read once per path
+        self._talent_read = path
         self._frame = self._alpha_channel = None
         self.error = ""
         if path:

@@ -4,6 +4,7 @@ cadence, checkpoint files of the per-frame models, and the per-frame trainers' s
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 
 def record_step(trainer, loss: float, progress=None) -> None:
@@ -67,6 +68,17 @@ def clip_names(data) -> list[str]:
     clips = Path(data) / "clips"
     return sorted(p.name[: -len(".alpha.npz")] for p in clips.glob("*.alpha.npz")
                   if (clips / (p.name[: -len(".alpha.npz")] + ".mp4")).exists())
+
+
+@dataclass
+class RunSettings:
+    """What :class:`TrainerBase` itself reads of a trainer's settings (each trainer's ``TrainSettings`` extends it)."""
+
+    val_clips: list = field(default_factory=list)  # default: every fourth clip by name, from the second
+    val_every: int = 100
+    ckpt_every: int = 250
+    seed: int = 0
+    device: str = "cpu"
 
 
 class CheckpointKind:

@@ -15,7 +15,7 @@ the analytic stage leaves (a few per cent) while the local part (ramps, blobs) k
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,23 +23,18 @@ import numpy as np
 
 from ..errors import HarmoVidError
 from .analytic import alpha_roi, make_sample
-from ..training import TrainerBase
+from ..training import RunSettings, TrainerBase
 from .learned import KIND, DeflickerConfig, make_flow, small_sample, smooth_field, window_features
 
 
 @dataclass
-class TrainSettings:
+class TrainSettings(RunSettings):
     steps: int = 3000
     batch: int = 16
     lr: float = 2e-3
     frames: int = 120  # frames per clip used
     plates: int = 3  # plates per clip
     work_side: int = 256  # long side at which the analytic engine harmonizes for the data
-    val_clips: list = field(default_factory=list)  # default: every fourth clip by name
-    val_every: int = 100
-    ckpt_every: int = 250
-    seed: int = 0
-    device: str = "cpu"
 
 
 @dataclass

@@ -39,12 +39,8 @@ class MatteStore:
         self.pending = Path(pending) if pending is not None else None
 
     def path(self, index: int) -> Path:
-        """Where frame ``index``'s matte is read from now (an unsaved edit first)."""
-        if self.pending is not None:
-            p = self.pending / f"alpha_{index:05d}.png"
-            if p.exists():
-                return p
-        return self.folder / f"alpha_{index:05d}.png"
+        """Where frame ``index``'s matte is read from now (an unsaved edit first), or would be saved."""
+        return self._locate(index) or self.folder / f"alpha_{index:05d}.png"
 
     def _deleted(self, index: int) -> Path | None:
         return None if self.pending is None else self.pending / f"alpha_{index:05d}.deleted"
@@ -55,11 +51,19 @@ class MatteStore:
             out = (out | _scan(self.pending)) - _scan(self.pending, _DELETED)
         return sorted(out)
 
+    def _locate(self, index: int) -> Path | None:
+        """The file frame ``index``'s matte is read from now, or None (not stored, or deleted by an unsaved edit)."""
+        if self.pending is not None:
+            p = self.pending / f"alpha_{index:05d}.png"
+            if p.exists():
+                return p
+            if self._deleted(index).exists():
+                return None
+        p = self.folder / f"alpha_{index:05d}.png"
+        return p if p.exists() else None
+
     def __contains__(self, index: int) -> bool:
-        d = self._deleted(index)
-        if d is not None and d.exists():
-            return False
-        return self.path(index).exists()
+        return self._locate(index) is not None
 
     @property
     def unsaved(self) -> list[int]:
@@ -70,9 +74,9 @@ class MatteStore:
 
     def get(self, index: int) -> np.ndarray | None:
         """(H, W) float32 alpha of frame ``index``, or None when not stored."""
-        if index not in self:
+        p = self._locate(index)
+        if p is None:
             return None
-        p = self.path(index)
         img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise MatteError(f"stored matte '{p.name}' is corrupt; delete it to fall back to the matte source")
@@ -83,17 +87,22 @@ class MatteStore:
     def put(self, index: int, alpha: np.ndarray) -> None:
         """Write frame ``index``'s matte atomically (a temporary ``.NAME.PID.tmp``, then a rename): a full disk or a
         kill never leaves a half-written matte; the system's own error (no space, no permission) reaches the caller."""
-        target = self.pending if self.pending is not None else self.folder
-        target.mkdir(parents=True, exist_ok=True)
-        p = target / f"alpha_{index:05d}.png"
         ok, png = cv2.imencode(".png", alpha_from_float(alpha, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 3])
         if not ok:
             raise MatteError(f"cannot encode the matte of frame {index}")
+        self.put_png(index, png.tobytes())
+
+    def put_png(self, index: int, png: bytes) -> None:
+        """Write frame ``index``'s matte from a stored matte's PNG bytes (as ``put``: atomically, in the layer
+        this store writes; a snapshot restores without decoding and encoding every frame)."""
+        target = self.pending if self.pending is not None else self.folder
+        target.mkdir(parents=True, exist_ok=True)
+        p = target / f"alpha_{index:05d}.png"
         tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         try:
             with named_for(p):  # the system's error names the matte, not its temporary file
                 with open(tmp, "wb") as f:
-                    f.write(png.tobytes())
+                    f.write(png)
                 os.replace(tmp, p)
         except BaseException:
             tmp.unlink(missing_ok=True)

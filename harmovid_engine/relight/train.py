@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..colour import LUMA_709, srgb_to_linear
 from ..errors import HarmoVidError
-from ..training import TrainerBase
+from ..training import RunSettings, TrainerBase
 from ..bench.protocols import clean_plate
 from .engine import talent_bbox
 from .learned import CONTEXT, KIND, HarmonizerConfig, _crop, view_square
@@ -37,7 +37,7 @@ CUT_VIEW = 64  # views are cut at this size and averaged down to the net's (a mu
 
 
 @dataclass
-class TrainSettings:
+class TrainSettings(RunSettings):
     steps: int = 600
     batch: int = 32
     lr: float = 1e-3
@@ -48,11 +48,6 @@ class TrainSettings:
     weight_decay: float = 1e-2
     loss: str = "ratio"  # "ratio": mean log(fmse / fmse of the untouched composite); "fmse": mean fmse
     ratio_floor: float = 20.0  # added to both fmse of the ratio (code values squared): noise-level errors are equal
-    val_clips: list = field(default_factory=list)  # default: names[1::4]
-    val_every: int = 100
-    ckpt_every: int = 250
-    seed: int = 0
-    device: str = "cpu"
 
 
 @dataclass
