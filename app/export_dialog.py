@@ -126,6 +126,7 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Rendering...")
+        self.window.worker.hold_idle("export")
         self.worker.start()
 
     def cancel(self):
@@ -157,6 +158,7 @@ class ExportDialog(QDialog):
     def _end(self, text):
         self.worker.wait()
         self.worker = None
+        self.window.worker.hold_idle("export", False)
         self.export_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.status.setText(text)

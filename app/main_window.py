@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self._closed = False
         self.undo.cleanChanged.connect(lambda _: None if self._closed else self._update_title())
         self._rid = 0
+        self._shown_rid = 0  # the newest request whose picture is on screen
         self._play_dir = 0
         self._play_speed = 1
         self._drag_origin = None
@@ -681,10 +682,15 @@ class MainWindow(QMainWindow):
         self.worker.request(self._rid, self.frame, self.project, self.session.matte_revision)
 
     def _on_preview(self, rid, frame, pass_name, images):
-        if frame != self.frame:
+        if frame == self.frame:
+            if rid != self._rid and pass_name != "full":
+                return
+        elif not (self._play_dir or self.timeline.dragging) or rid <= self._shown_rid:
             return
-        if rid != self._rid and pass_name != "full":
-            return
+        # While the playhead moves (a drag on the timeline, playback), the newest picture is shown even though the
+        # playhead has moved on since it was asked for: the preview follows the mouse at the rate pictures come,
+        # and the frame under the playhead replaces it once the playhead rests.
+        self._shown_rid = max(self._shown_rid, rid)
         self.viewer.set_images(images, pass_name)
         self.zoom_label.setText(f"{self.viewer.current_scale() * 100:.0f}%")
         self.last_pass = (rid, frame, pass_name)

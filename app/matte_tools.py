@@ -512,6 +512,7 @@ class MatteTools(QObject):
         self.prop_worker.finished_ok.connect(lambda m: self._prop_done(m, "done"))
         self.prop_worker.cancelled.connect(lambda m: self._prop_done(m, "cancelled"))
         self.prop_worker.failed.connect(self._prop_failed)
+        self.w.worker.hold_idle("propagation")
         self.prop_worker.start()
         self.changed.emit()
 
@@ -556,6 +557,7 @@ class MatteTools(QObject):
         p.matte = matte
         self.prop_worker.wait()
         self.prop_worker = None
+        self.w.worker.hold_idle("propagation", False)
         self._stage = None
         self.w.undo.push(PropagateCommand(self, backup / "before", backup / "after", before, copy.deepcopy(matte)))
         flagged = len(matte.review)
@@ -572,6 +574,7 @@ class MatteTools(QObject):
     def _prop_failed(self, message):
         self.prop_worker.wait()
         self.prop_worker = None
+        self.w.worker.hold_idle("propagation", False)
         backup, before = self._prop_backup
         self.restore_mattes(backup / "before", before)
         self.status = "propagation failed"

@@ -86,6 +86,11 @@ class Timeline(QWidget):
         p.setPen(QPen(QColor(255, 80, 60), 2))
         p.drawLine(int(x), 2, int(x), h - 2)
 
+    @property
+    def dragging(self) -> bool:
+        """Whether the playhead is being dragged."""
+        return self._dragging
+
     def mousePressEvent(self, e):
         if e.button() == Qt.LeftButton:
             self._dragging = True

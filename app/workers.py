@@ -17,12 +17,18 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from harmovid_engine.errors import Cancelled, HarmoVidError
+from harmovid_engine.media.source import SEEK_AHEAD_LIMIT
 from harmovid_engine.project import Project
 from harmovid_engine.render import CancelToken, Compositor, render
 from harmovid_engine.render.job import damaged_warnings
 from harmovid_engine.render.preview import preview_images, talent_brightness
 
 PROXY_LONG_SIDE = 480
+# While idle, the preview worker analyses this many frames each side of the playhead (engine parameters, deflicker
+# samples and pair changes: a few kB a frame), so a seek inside that range decodes only the frame shown, and renders
+# the next and previous frames at full quality, so stepping shows them at once.
+IDLE_ANALYSIS_FRAMES = 240
+IDLE_RENDER_AHEAD = (1, -1, 2)
 
 
 def _user_message(exc: BaseException) -> str:
@@ -47,9 +53,12 @@ class PreviewRequest:
 
 
 class _CompositorPair:
-    """A proxy compositor (small, per frame) and a full one for the same media, reconfigured on setting changes."""
+    """A proxy compositor (small, per frame) and a full one for the same media, reconfigured on setting changes
+    (what a stage computed is kept while its inputs are unchanged, see ``Compositor.configure``). Both stop a frame
+    with ``Cancelled`` when ``interrupt()`` says a newer request waits; the proxy always finishes."""
 
-    def __init__(self):
+    def __init__(self, interrupt=None):
+        self.interrupt = interrupt
         self.media = None
         self.key = None
         self.proxy: Compositor | None = None
@@ -59,11 +68,14 @@ class _CompositorPair:
         media = (str(project.talent_path), str(project.plate_path))
         if media != self.media:
             self.close()
-            self.full = Compositor(project)
+            self.full = Compositor(project, analysis_frames=2 * IDLE_ANALYSIS_FRAMES)
+            self.full.interrupt = self.interrupt
             w, h = self.full.size
             scale = min(1.0, PROXY_LONG_SIDE / max(w, h))
             proxy_project = copy.deepcopy(project)
             proxy_project.render.deflicker = False
+            # the proxy pass is never interrupted: a proxy finishes in tens of milliseconds, and while the mouse
+            # moves each request is soon replaced by the next, so interrupting it would show nothing at all
             self.proxy = Compositor(proxy_project, scale=scale, share_media=self.full)
             self.media, self.key = media, key
         elif key != self.key:
@@ -87,6 +99,11 @@ class PreviewWorker(QThread):
 
     Signals: ``ready(rid, frame, pass_name, images)`` with pass_name "proxy" then "full" (images: dict of uint8
     arrays from :func:`preview_images`), ``failed(rid, message)``, ``cached(frame)`` when a full frame is kept.
+
+    A pass whose request is no longer the latest stops at its next frame to decode (what it computed stays cached),
+    so scrubbing shows proxies as fast as they come instead of waiting for stale full passes. While no request waits,
+    the worker renders the frames beside the playhead at full quality and analyses ``IDLE_ANALYSIS_FRAMES`` each
+    side of it, nearest first, one frame at a time (a request preempts it at once).
     """
 
     ready = Signal(int, int, str, object)
@@ -100,7 +117,10 @@ class PreviewWorker(QThread):
         self._pending: PreviewRequest | None = None
         self._latest = 0
         self._stop = False
-        self._pair = _CompositorPair()
+        self._pair = _CompositorPair(interrupt=self._interrupted)
+        self._idle: PreviewRequest | None = None  # the last request served: idle work goes on around its frame
+        self._idle_todo: list = []
+        self._holds: set[str] = set()  # reasons to hold the idle work (an export or propagation wants the CPU)
         self._cache: OrderedDict[tuple[str, int], dict] = OrderedDict()
         self._cache_frames = cache_frames
 
@@ -112,6 +132,12 @@ class PreviewWorker(QThread):
             self._latest = rid
             self._cv.notify()
 
+    def hold_idle(self, reason: str, on: bool = True) -> None:
+        """Hold the idle work while ``reason`` lasts (an export, a propagation): it would take their CPU."""
+        with self._cv:
+            (self._holds.add if on else self._holds.discard)(reason)
+            self._cv.notify()
+
     def stop(self) -> None:
         with self._cv:
             self._stop = True
@@ -121,22 +147,74 @@ class PreviewWorker(QThread):
     def _stale(self, req: PreviewRequest) -> bool:
         return self._latest != req.rid or self._stop
 
+    def _interrupted(self) -> bool:
+        return self._pending is not None or self._stop
+
     def run(self) -> None:
         while True:
             with self._cv:
-                while self._pending is None and not self._stop:
+                while self._pending is None and not self._stop and (not self._idle_todo or self._holds):
                     self._cv.wait()
                 if self._stop:
                     break
                 req, self._pending = self._pending, None
+            if req is None:
+                self._idle_step()
+                continue
             self.busy.emit(True)
             try:
                 self._serve(req)
+                self._plan_idle(req)
+            except Cancelled:  # a newer request is waiting
+                pass
             except Exception as exc:  # shown as a message, never a traceback
                 traceback.print_exc()
                 self.failed.emit(req.rid, _user_message(exc))
             self.busy.emit(False)
         self._pair.close()
+
+    # -- idle work ------------------------------------------------------------------------------------------------
+    def _plan_idle(self, req: PreviewRequest) -> None:
+        """Queue the idle work around ``req``'s frame: the neighbours at full quality, then the analysis outward."""
+        full = self._pair.full
+        if full is None or full.needs_preparation:
+            self._idle_todo = []
+            return
+        n, i = full.frame_count, req.frame
+        todo = [("render", i + d) for d in IDLE_RENDER_AHEAD if 0 <= i + d < n]
+        # outward in blocks, ahead first, each block in decoding order (a decoder reads forward: frame by frame
+        # in order costs one decode each, stepping backwards one seek each)
+        block = SEEK_AHEAD_LIMIT
+        for d in range(1, IDLE_ANALYSIS_FRAMES + 1, block):
+            todo += [("analyse", k) for k in range(i + d, min(n, i + d + block))]
+            todo += [("analyse", k) for k in range(max(0, i - d - block + 1), max(0, i - d + 1))]
+        self._idle, self._idle_todo = req, todo
+
+    def _idle_step(self) -> None:
+        """One unit of idle work (a frame); errors end the idle work quietly (the next request reports them)."""
+        req, (kind, k) = self._idle, self._idle_todo.pop(0)
+        full = self._pair.full
+        if req is None or full is None:
+            self._idle_todo = []
+            return
+        try:
+            if kind == "analyse":
+                if not full.is_analysed(k):
+                    full.analyse(k)
+            elif (req.key, k) not in self._cache:
+                layers = full.layers(k, with_original=True)
+                full.check_interrupt()
+                self._keep(req.key, k, preview_images(layers))
+        except Cancelled:
+            pass
+        except Exception:  # the same frame requested will show the error
+            self._idle_todo = []
+
+    def _keep(self, key: str, frame: int, images: dict) -> None:
+        self._cache[(key, frame)] = images
+        while len(self._cache) > self._cache_frames:
+            self._cache.popitem(last=False)
+        self.cached.emit(frame)
 
     def _serve(self, req: PreviewRequest) -> None:
         hit = self._cache.get((req.key, req.frame))
@@ -147,14 +225,12 @@ class PreviewWorker(QThread):
         if not 0 <= req.frame < full.frame_count:
             return
         images = preview_images(proxy.layers(req.frame, with_original=True))
+        # sent even when a newer request waits: while the playhead is dragged the window shows the newest picture
+        self.ready.emit(req.rid, req.frame, "proxy", images)
         if self._stale(req):
             return
-        self.ready.emit(req.rid, req.frame, "proxy", images)
         images = preview_images(full.layers(req.frame, with_original=True))
-        self._cache[(req.key, req.frame)] = images
-        while len(self._cache) > self._cache_frames:
-            self._cache.popitem(last=False)
-        self.cached.emit(req.frame)
+        self._keep(req.key, req.frame, images)
         if not self._stale(req):
             self.ready.emit(req.rid, req.frame, "full", images)
 

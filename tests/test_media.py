@@ -52,6 +52,50 @@ def test_scrubbing_hits_the_frame_cache(tmp_path):
     assert src.seeks == seeks
 
 
+def test_stepping_back_after_a_seek_decodes_nothing(tmp_path):
+    """A seek decodes from the keyframe before its target; the frames it passes on the way (up to SEEK_AHEAD_LIMIT
+    back, never before that keyframe) are kept, so stepping back shows them without another seek."""
+    from harmovid_engine.media.source import SEEK_AHEAD_LIMIT
+
+    path = tmp_path / "gop.mp4"
+    ffmpeg("-i", str(write_clip(tmp_path / "src.mp4", 90, crf=18)), "-c:v", "libx264", "-g", "30", "-crf", "18",
+           "-pix_fmt", "yuv420p", str(path))
+    src = open_source(path)
+    assert decode_index(src.read(75)) == 75
+    seeks = src.seeks
+    for i in range(74, 59, -1):  # back to the keyframe at 60
+        assert decode_index(src.read(i)) == i
+    assert src.seeks == seeks
+    assert 59 not in src._preroll and src.cache.get(59) is None  # before the keyframe the seek landed on: not decoded
+    assert decode_index(src.read(59)) == 59 and src.seeks == seeks + 1
+    src.cache.clear()
+    src.read(89)
+    assert 89 - SEEK_AHEAD_LIMIT in src._preroll and 88 - SEEK_AHEAD_LIMIT not in src._preroll
+
+
+@pytest.mark.parametrize("kind", ["h264", "full_range_444", "prores4444_alpha"])
+def test_the_decoder_gives_ffmpegs_own_pixels(tmp_path, kind):
+    """Frames decoded in process are the ffmpeg command line's conversion to the bit (matrix, range, depth, alpha)."""
+    from harmovid_engine.media.ffmpeg import ffmpeg_exe
+
+    src_clip = write_clip(tmp_path / "src.mp4", 12, crf=18)
+    path = tmp_path / ("c.mov" if "prores" in kind else "c.mp4")
+    enc = {"h264": ["-c:v", "libx264", "-pix_fmt", "yuv420p"],
+           "full_range_444": ["-c:v", "libx264", "-pix_fmt", "yuv444p", "-color_range", "pc"],
+           "prores4444_alpha": ["-vf", "format=yuva444p10le", "-c:v", "prores_ks", "-profile:v", "4444"]}[kind]
+    ffmpeg("-i", str(src_clip), *enc, str(path))
+    info = probe(path)
+    with open_source(path) as src:
+        ours = np.stack([f for _, f in src.frames()])
+    scale = "flags=bicubic+accurate_rnd+full_chroma_int:out_range=pc"
+    scale += f":in_color_matrix={info.color_matrix}:in_range={info.color_range}"
+    pix = {"h264": "rgb24", "full_range_444": "rgb24", "prores4444_alpha": "rgba64le"}[kind]
+    raw = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(path), "-vf", "scale=" + scale, "-f",
+                          "rawvideo", "-pix_fmt", pix, "-"], capture_output=True, check=True).stdout
+    theirs = np.frombuffer(raw, np.uint16 if pix == "rgba64le" else np.uint8).reshape(ours.shape)
+    assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+
+
 def test_colour_transfer_round_trip_is_exact_for_every_code():
     codes = np.arange(256, dtype=np.uint8)
     assert np.array_equal(from_linear(to_linear(codes)), codes)

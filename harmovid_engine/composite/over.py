@@ -12,5 +12,6 @@ def over(fg_premult: np.ndarray, fg_alpha: np.ndarray, bg: np.ndarray) -> np.nda
 
 def unpremultiply(premult: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Straight colour from premultiplied (zero where alpha is zero)."""
-    safe = np.where(alpha > 1e-6, alpha, 1.0)[..., None]
-    return np.where(alpha[..., None] > 1e-6, np.clip(premult / safe, 0.0, 1.0), 0.0).astype(np.float32)
+    out = np.zeros(premult.shape, np.float32)
+    np.divide(premult, alpha[..., None], out=out, where=(alpha > 1e-6)[..., None])
+    return np.clip(out, 0.0, 1.0, out=out)

@@ -62,6 +62,20 @@ class MatteStore:
         p = self.folder / f"alpha_{index:05d}.png"
         return p if p.exists() else None
 
+    def fingerprint(self) -> tuple:
+        """What the stored mattes are now: every file's name, inode, size and modification time in both layers.
+        Every write is a new file renamed into place (a new inode), so any edit, save or discard changes it."""
+        out = []
+        for folder in (self.folder, self.pending):
+            if folder is None or not folder.is_dir():
+                continue
+            with os.scandir(folder) as it:
+                for e in it:
+                    if _NAME.match(e.name) or _DELETED.match(e.name):
+                        st = e.stat()
+                        out.append((folder.name, e.name, st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(sorted(out))
+
     def __contains__(self, index: int) -> bool:
         return self._locate(index) is not None
 

@@ -4,28 +4,27 @@
 than 8 bits, float32 for EXR). ``read_linear(i)`` gives float32 linear RGB plus alpha (or None). ``frames(start, end)``
 streams a range with one decoder and bounded memory. A small LRU keeps recently read frames for scrubbing.
 
-Video decoding runs ffmpeg in a pipe. Random access starts a decoder with an input-side ``-ss`` (ffmpeg decodes from
-the previous keyframe and drops frames before the target, so B-frames and open GOPs are exact); reads a little ahead
-of the open decoder continue it instead of seeking. Colour conversion to RGB honours the file's matrix and range
+Video decodes in process (PyAV, the FFmpeg libraries: no process to start per seek). A seek goes to the keyframe
+before the target and decodes forward (frames before the target are dropped, so B-frames and open GOPs are exact;
+the last few are kept in the cache, for stepping back); reads a little ahead of the open decoder continue it instead
+of seeking. The conversion to RGB is ffmpeg's scale filter with the flags the writers' round-trip tests assume. Colour conversion to RGB honours the file's matrix and range
 (BT.709 default, untagged SD as BT.601, limited or full range).
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import re
-import subprocess
 import threading
 from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Iterator
 
+import av
+import av.filter
 import numpy as np
 
 from ..colour import alpha_to_float, to_linear
 from ..errors import MediaError
-from .ffmpeg import ffmpeg_exe, last_error_line, widen_pipe
 from .probe import MediaInfo, probe
 from .sequence import find_sequence, read_image
 
@@ -198,17 +197,15 @@ class _Overshoot(Exception):
     """A seek landed past its target (MPEG-TS and other containers without an exact index): seek earlier."""
 
 
-_SHOWINFO_RE = re.compile(rb"\bn:\s*\d+\s+pts:\s*\S+\s+pts_time:(\S+)")
-
-
 class _Decoder:
-    """One ffmpeg process decoding a video from frame ``start`` onward into raw RGB(A) frames, each placed at the index
-    its timestamp says (``showinfo`` reports every frame's pts on stderr, read by a thread).
+    """One in-process decoder (PyAV) from frame ``start`` onward, each frame placed at the index its timestamp says.
 
     Frames are what their index says: a frame the decoder could not produce (a corrupt stretch of the file) is shown
     as the next good frame and listed in ``filled``; a repeated timestamp is dropped; so every later index still shows
-    its own picture and streaming equals seeking. ``seek_from`` is where ffmpeg's ``-ss`` starts decoding (at or before
-    ``start``); frames before ``start`` are decoded and dropped."""
+    its own picture and streaming equals seeking. ``seek_from`` (seconds from the first frame) is where decoding
+    starts, on the keyframe at or before it; frames before ``start`` are decoded and dropped, or handed to
+    ``preroll(index, picture, frame)`` when they lie within ``SEEK_AHEAD_LIMIT`` of ``start`` (the frames an editor
+    steps back to; ``picture(frame)`` converts one). Only frames that are shown are converted to RGB."""
 
     def __init__(self, info: MediaInfo, start: int, t0: float | None, seek_from: float = 0.0):
         self.info = info
@@ -218,75 +215,61 @@ class _Decoder:
         self.filled: set[int] = set()
         self._pending: tuple[int, np.ndarray] | None = None
         self.check_overshoot = False  # set by VideoSource for a seek that may overshoot
+        self.preroll = None
+        self._preroll_from: int | None = None  # the first keyframe's index: frames from it on are whole pictures
         self.channels = 4 if info.has_alpha else 3
         deep = info.bit_depth > 8
         self.dtype = np.dtype("<u2") if deep else np.dtype(np.uint8)
-        pix = {(3, False): "rgb24", (4, False): "rgba", (3, True): "rgb48le", (4, True): "rgba64le"}[
+        self.pix_fmt = {(3, False): "rgb24", (4, False): "rgba", (3, True): "rgb48le", (4, True): "rgba64le"}[
             (self.channels, deep)]
-        self.frame_bytes = info.width * info.height * self.channels * self.dtype.itemsize
-        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info"]
-        if seek_from > 0:
-            args += ["-ss", f"{seek_from:.6f}"]
-        scale = "scale=flags=bicubic+accurate_rnd+full_chroma_int:out_range=pc"
+        self.scale = "flags=bicubic+accurate_rnd+full_chroma_int:out_range=pc"
         if not info.pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "pal")):
-            scale += f":in_color_matrix={info.color_matrix}:in_range={info.color_range}"
-        args += ["-copyts", "-i", info.path, "-map", "0:v:0", "-an", "-sn", "-fps_mode", "passthrough",
-                 "-vf", "showinfo=checksum=0," + scale, "-f", "rawvideo", "-pix_fmt", pix, "-"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes)
-        widen_pipe(self.proc.stdout)
-        self._times: queue.Queue = queue.Queue()
-        self._errors: deque[bytes] = deque(maxlen=20)
-        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._reader.start()
-
-    def _read_stderr(self) -> None:
+            self.scale += f":in_color_matrix={info.color_matrix}:in_range={info.color_range}"
+        self._errors: deque[str] = deque(maxlen=20)
+        self._container = None
         try:
-            self._parse_stderr()
-        except (OSError, ValueError):  # the pipe closed under us: the decoder is being closed
-            pass
-        self._times.put(EOFError)
+            self._container = av.open(info.path, metadata_errors="ignore")
+            stream = self._container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame and slice threads: a seek decodes many frames to reach its target
+            self._tb = float(stream.time_base)
+            if seek_from > 0:
+                base = t0 if t0 is not None else 0.0
+                self._container.seek(int((base + seek_from) / self._tb), stream=stream, backward=True)
+            graph = av.filter.Graph()
+            graph.link_nodes(graph.add_buffer(template=stream), graph.add("scale", self.scale),
+                             graph.add("format", self.pix_fmt), graph.add("buffersink")).configure()
+        except (av.FFmpegError, IndexError, ValueError) as e:
+            self.close()
+            raise MediaError(f"'{Path(info.path).name}' cannot be read ({e})") from None
+        self._graph = graph
+        self._frames = self._decode(stream)
 
-    def _parse_stderr(self) -> None:
-        for line in self.proc.stderr:
-            m = _SHOWINFO_RE.search(line) if b"showinfo" in line else None
-            if m:
-                try:
-                    self._times.put(float(m.group(1)))
-                except ValueError:  # NOPTS
-                    self._times.put(None)
-            elif b"[error]" in line or b"[fatal]" in line:
-                self._errors.append(line.replace(b"[error] ", b"").replace(b"[fatal] ", b""))
-
-    def _read_raw(self) -> tuple[np.ndarray, float | None]:
-        buf = _read_exact(self.proc.stdout, self.frame_bytes)
-        if len(buf) < self.frame_bytes:
-            self.proc.wait(timeout=30)
-            self._reader.join(timeout=30)
-            detail = last_error_line(b"\n".join(self._errors)) if self.proc.returncode or self._errors else \
-                "the file ends early"
-            raise MediaError(f"'{Path(self.info.path).name}': frame {self.next_index} of {self.info.frame_count} "
-                             f"cannot be decoded ({detail}); the file may be truncated or corrupt")
-        frame = np.frombuffer(buf, dtype=self.dtype).reshape(self.info.height, self.info.width, self.channels)
-        t = self._times.get(timeout=60)  # showinfo logs a frame before ffmpeg writes it
-        return (frame.astype(np.uint16) if self.dtype != np.uint8 else frame), (None if t is EOFError else t)
+    def _cannot_decode(self, detail: str) -> MediaError:
+        return MediaError(f"'{Path(self.info.path).name}': frame {self.next_index} of {self.info.frame_count} "
+                          f"cannot be decoded ({detail}); the file may be truncated or corrupt")
 
     def peek(self) -> int:
         """Decode up to the next frame at or after ``next_index`` and return its index (raises ``_Overshoot`` when
         the first frame of a seek lies past its target)."""
         while self._pending is None:
-            frame, t = self._read_raw()
+            frame, t, key = self._read_raw()
             if t is None:  # no timestamps: frames in decode order
                 j = self.next_index
             elif self.t0 is None:
                 self.t0, j = t, self.next_index
             else:
                 j = round((t - self.t0) * self.fps)
+            if key and self._preroll_from is None:
+                self._preroll_from = j
             if j < self.next_index:  # before the target (a seek's pre-roll) or a repeated timestamp
+                if self.preroll is not None and self._preroll_from is not None and \
+                        self._preroll_from <= j and self.next_index - j <= SEEK_AHEAD_LIMIT:
+                    self.preroll(j, self._picture, frame)
                 continue
             if self.check_overshoot and j > self.next_index:
                 raise _Overshoot(j)
             self.check_overshoot = False
-            self._pending = (j, frame)
+            self._pending = (j, self._picture(frame))
         return self._pending[0]
 
     def read_next(self) -> np.ndarray:
@@ -299,37 +282,62 @@ class _Decoder:
         self.next_index += 1
         return frame
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self._reader.join(timeout=5)  # it ends at the pipe's end, now the process is gone
-        for stream in (self.proc.stdout, self.proc.stderr):
+    def _decode(self, stream):
+        """Decoded frames; a packet the decoder refuses is skipped (as ffmpeg does), a read error ends the file."""
+        packets = self._container.demux(stream)
+        while True:
             try:
-                stream.close()
-            except OSError:
-                pass
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.FFmpegError as e:
+                self._errors.append(str(e))
+                return
+            try:
+                yield from packet.decode()
+            except av.FFmpegError as e:
+                self._errors.append(str(e))
+
+    def _read_raw(self):
+        frame = next(self._frames, None)
+        if frame is None:
+            raise self._cannot_decode(self._errors[-1] if self._errors else "the file ends early")
+        pts = frame.pts if frame.pts is not None else frame.dts
+        return frame, (None if pts is None else pts * self._tb), frame.key_frame
+
+    def _picture(self, frame) -> np.ndarray:
+        try:
+            self._graph.push(frame)
+            rgb = self._graph.pull().to_ndarray()
+        except av.FFmpegError as e:  # the picture changed size or format mid-file
+            raise self._cannot_decode(str(e)) from None
+        if rgb.shape != (self.info.height, self.info.width, self.channels):
+            raise self._cannot_decode(f"a {rgb.shape[1]}x{rgb.shape[0]} picture in a "
+                                      f"{self.info.width}x{self.info.height} file")
+        return rgb
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
 
 
-def _read_exact(stream, n: int) -> bytes:
-    chunks = []
-    got = 0
-    while got < n:
-        chunk = stream.read(n - got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+def _frame_bytes(frame) -> int:
+    return sum(p.buffer_size for p in frame.planes)
 
+
+# Frames a seek passes on its way to the target are kept (undecoded, in the file's own format) up to this size.
+PREROLL_BYTES = 96 * 2**20
 
 # A seek that lands past its target retries this many seconds earlier, then from the start of the file.
 SEEK_BACKOFF = (2.0, 10.0, 60.0)
 
 
 class VideoSource(FrameSource):
-    """A video file decoded by ffmpeg. ``damaged``: indices the decoder could not produce (shown as the next good
-    frame), gathered from every decoder so far."""
+    """A video file, decoded in process. Random access (``read``) keeps one decoder open while reads go forward, and
+    the frames it decodes on its way to a target in the cache; ``frames`` streams with a decoder of its own.
+    ``damaged``: indices the decoder could not produce (shown as the next good frame), gathered from every decoder
+    so far."""
 
     def __init__(self, info: MediaInfo, cache_bytes: int = 192 * 2**20):
         super().__init__(info, cache_bytes)
@@ -337,6 +345,8 @@ class VideoSource(FrameSource):
         self._t0: float | None = None
         self.damaged: set[int] = set()
         self.seeks = 0  # decoder restarts, for tests and diagnostics
+        self._preroll: OrderedDict[int, tuple] = OrderedDict()  # frames the last seek passed, not yet converted
+        self._preroll_bytes = 0
 
     def _start_time(self) -> float | None:
         """The first frame's timestamp (seconds), from a one-frame decode the first time a seek needs it."""
@@ -349,7 +359,7 @@ class VideoSource(FrameSource):
                 dec.close()
         return self._t0
 
-    def _open(self, start: int) -> _Decoder:
+    def _open(self, start: int, preroll=None) -> _Decoder:
         """A decoder whose next frame is ``start``: seek half a frame early; where the container's seek overshoots,
         seek earlier, and at last decode from the start of the file."""
         t0 = self._start_time() if start > 0 else self._t0
@@ -357,6 +367,7 @@ class VideoSource(FrameSource):
         for back in (0.0, *SEEK_BACKOFF, None):
             seek_from = 0.0 if back is None else max(0.0, target - back)
             dec = _Decoder(self.info, start, t0, seek_from=seek_from)
+            dec.preroll = preroll
             # decoding from the start of the file, a first frame past the target is a gap in the file, not a bad seek
             dec.check_overshoot = seek_from > 0.0
             try:
@@ -376,13 +387,19 @@ class VideoSource(FrameSource):
         self.damaged |= dec.filled
 
     def _read(self, index: int) -> np.ndarray:
+        kept = self._preroll.pop(index, None)
+        if kept is not None:
+            self._preroll_bytes -= _frame_bytes(kept[1])
+            return kept[0](kept[1])
         dec = self._decoder
         if dec is None or not (dec.next_index <= index <= dec.next_index + SEEK_AHEAD_LIMIT):
             if dec is not None:
                 self._collect(dec)
                 dec.close()
             self._decoder = None
-            dec = self._decoder = self._open(index)
+            self._preroll.clear()
+            self._preroll_bytes = 0
+            dec = self._decoder = self._open(index, preroll=self._keep_preroll)
             self.seeks += 1
         while dec.next_index < index:
             i = dec.next_index
@@ -392,6 +409,16 @@ class VideoSource(FrameSource):
         frame = dec.read_next()
         self._collect(dec)
         return frame
+
+    def _keep_preroll(self, index: int, picture, frame) -> None:
+        """Keep a frame a seek decoded on its way, still in the decoder's format (converted when it is read)."""
+        if index in self._preroll or self.cache.get(index) is not None:
+            return  # a repeated timestamp keeps its first picture, as streaming does
+        self._preroll[index] = (picture, frame)
+        self._preroll_bytes += _frame_bytes(frame)
+        while self._preroll_bytes > PREROLL_BYTES:
+            _, (_, old) = self._preroll.popitem(last=False)
+            self._preroll_bytes -= _frame_bytes(old)
 
     def frames(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         end = self._end(end)
@@ -411,6 +438,8 @@ class VideoSource(FrameSource):
                 self._collect(self._decoder)
                 self._decoder.close()
                 self._decoder = None
+            self._preroll.clear()
+            self._preroll_bytes = 0
         super().close()
 
 

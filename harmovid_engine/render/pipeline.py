@@ -24,7 +24,7 @@ import numpy as np
 
 from ..composite import over, place_talent, plate_index_for, unpremultiply
 from ..engines import create_engine
-from ..errors import HarmoVidError
+from ..errors import Cancelled, HarmoVidError
 from ..matte import MatteStage
 from ..matte.chroma import garbage_box
 from ..media import open_source
@@ -50,6 +50,34 @@ class FrameLayers:
     per_frame: np.ndarray | None = None  # (H, W, 3) harmonized talent before deflicker, when asked for
 
 
+def _key(*parts) -> str:
+    import json
+
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+class TalentFrames:
+    """The matte stage's output per frame, ``(linear RGB, alpha)`` in talent pixels, cached within a budget. One is
+    shared by compositors that read the same media (the Studio's proxy and full previews): both read the same talent
+    pixels, so a frame is decoded and keyed once. ``configure`` keeps the cache while the matte's inputs (settings
+    and the stored mattes on disk) are unchanged, so an Inspector change does not decode and key the window again."""
+
+    def __init__(self, source):
+        self.source = source
+        self.key: str | None = None
+        self.matte: MatteStage | None = None
+        self.cache = WindowCache(1, lowest_first=True)
+
+    def configure(self, project: Project, key: str, cap: int) -> None:
+        """``key``: the matte's inputs (its settings and the stored mattes' fingerprint)."""
+        if key != self.key:
+            self.matte = MatteStage(self.source, project.matte, project.matte_store())
+            self.cache = WindowCache(cap, lowest_first=True)
+            self.key = key
+        else:
+            self.cache.cap = cap
+
+
 class Compositor:
     """Opens a project's media and computes frames through the render graph.
 
@@ -58,9 +86,12 @@ class Compositor:
     and media reads are locked, so those two may overlap; anything else wants one compositor per thread."""
 
     def __init__(self, project: Project, engine: str | None = None, engine_settings: dict | None = None,
-                 scale: float = 1.0, share_media: "Compositor | None" = None):
+                 scale: float = 1.0, share_media: "Compositor | None" = None, analysis_frames: int = 0):
         """``scale`` renders at a fraction of the plate's size (proxy previews, smaller exports).
-        ``share_media``: read through another compositor's sources (same thread), so decoded frames are shared."""
+        ``share_media``: read through another compositor's sources and matte stage (same thread, same matte
+        settings), so decoded and keyed frames are shared; the one shared sets the talent cache's budget.
+        ``analysis_frames``: per-frame analysis (engine parameters, deflicker samples and pair changes, all small)
+        kept for that many frames beyond the temporal window (the Studio analyses around the playhead while idle)."""
         project.check_media()
         tune_allocator()  # frame-sized buffers are reused instead of faulted in afresh every frame
         if not 0.05 <= scale <= 1.0:
@@ -70,15 +101,22 @@ class Compositor:
         self._media_lock = share_media._media_lock if share_media is not None else threading.RLock()
         if share_media is not None:
             self.talent_src, self.plate_src = share_media.talent_src, share_media.plate_src
+            self._frames = share_media._frames
         else:
             self.talent_src = open_source(project.talent_path)
             if self.talent_src.is_still:
                 self.talent_src.close()
                 raise HarmoVidError("the talent is a still image; talent must be a clip or image sequence")
             self.plate_src = open_source(project.plate_path)
+            self._frames = TalentFrames(self.talent_src)
         self.scale = float(scale)
         self._plate_lin = WindowCache(4)
         self._timer = Timer()
+        # Called before each frame the graph must decode (None: never): True stops the frame with ``Cancelled``, what
+        # was computed so far staying cached (the Studio abandons a full pass once a newer request is waiting).
+        self.interrupt = None
+        self.analysis_frames = int(analysis_frames)
+        self._keys: dict[str, str] = {}
         self.configure(project, engine, engine_settings)
 
     def damaged_frames(self) -> dict[str, list[int]]:
@@ -96,38 +134,60 @@ class Compositor:
         return self._timer.seconds
 
     def configure(self, project: Project, engine: str | None = None, engine_settings: dict | None = None) -> None:
-        """Take new settings (matte, placement, engine, render) of the same talent and plate; caches are reset."""
+        """Take new settings (matte, placement, engine, render) of the same talent and plate. What a stage computed
+        is kept while its inputs are unchanged: the talent cache while the matte's are (its settings and the stored
+        mattes), the engine's per-frame parameters while the engine, its settings and the placement are too, the
+        deflicker's samples and pair changes while its own settings are also unchanged; the rest is reset."""
         self.project = project
         self.settings = project.render
-        self.matte = MatteStage(self.talent_src, project.matte, project.matte_store())
-        # the talent's picture area inside black bars (x0, y0, x1, y1), when its key has a garbage matte
-        garbage = (project.matte.key or {}).get("garbage") if project.matte.source == "key" else None
-        picture = garbage_box(garbage, self.talent_src.size) if garbage else None
         name = engine or project.render.engine
         if engine_settings is None:
             engine_settings = project.render.engine_settings if name == project.render.engine else {}
         r = project.render
         timer = self._timer
-        self.deflicker = None
-        if r.deflicker:
-            self.deflicker = DeflickerStage(getattr(r, "deflicker_method", "analytic"), r.deflicker_radius, None,
-                                            self, timer)
+        placement = [vars(k) for k in project.placement.keys]
+        matte = {k: v for k, v in project.to_dict()["matte"].items() if k != "review"}
+        matte_key = _key(matte, project.matte_store().fingerprint())
+        harmonize_key = _key(matte_key, name, engine_settings, placement, str(project.plate_path))
+        deflicker_key = _key(harmonize_key, r.deflicker, getattr(r, "deflicker_method", "analytic"),
+                             r.deflicker_radius)
+        old, self._keys = self._keys, {"harmonize": harmonize_key, "deflicker": deflicker_key}
+        if old.get("deflicker") != deflicker_key:
+            self.deflicker = None
+            if r.deflicker:
+                self.deflicker = DeflickerStage(getattr(r, "deflicker_method", "analytic"), r.deflicker_radius,
+                                                None, self, timer)
         deflicker_radius = self.deflicker.radius if self.deflicker is not None else 0
-        cap = 2 * deflicker_radius + 8  # the per-frame caches hold the temporal window
-        self.harmonize = HarmonizeStage(create_engine(name, engine_settings), self, cap, timer)
+        cap = 2 * deflicker_radius + 8 + self.analysis_frames  # the per-frame caches hold the temporal window
+        if old.get("harmonize") != harmonize_key:
+            self.harmonize = HarmonizeStage(create_engine(name, engine_settings), self, cap, timer)
+        self.harmonize.set_cap(cap)
         if self.deflicker is not None:
             self.deflicker.harmonize = self.harmonize
-        self.finish = FinishStage(r, self, picture, timer)
-        self.shadow = ShadowStage(r, timer)
-        self.place_over = PlaceOverStage(timer)
-        self.radius = sum(c.radius for c in self.contracts)
+            self.deflicker.set_cap(cap)
         # A frame's talent is read when it enters the window of the frame being prepared (i + 1 + r) and again when
         # it is composited, r + 1 frames later: frames [i, i + 1 + r] are kept (the lowest index goes first, which
         # in an export is one already composited), more within the memory budget. With least-recently-used eviction
         # and the budget alone, a 1080p talent (33 MB a frame as float) was converted 1.7 times per frame at radius 16.
-        w, h = self.talent_src.size
-        fit = TALENT_CACHE_BYTES // max(1, w * h * 16)
-        self._talents = WindowCache(max(deflicker_radius + 3, min(cap + 2, fit)), lowest_first=True)
+        if self._owns_media:
+            w, h = self.talent_src.size
+            fit = TALENT_CACHE_BYTES // max(1, w * h * 16)
+            self._frames.configure(project, matte_key, max(deflicker_radius + 3, min(2 * deflicker_radius + 10, fit)))
+        # the talent's picture area inside black bars (x0, y0, x1, y1), when its key has a garbage matte
+        garbage = (project.matte.key or {}).get("garbage") if project.matte.source == "key" else None
+        picture = garbage_box(garbage, self.talent_src.size) if garbage else None
+        self.finish = FinishStage(r, self, picture, timer)
+        self.shadow = ShadowStage(r, timer)
+        self.place_over = PlaceOverStage(timer)
+        self.radius = sum(c.radius for c in self.contracts)
+
+    @property
+    def matte(self) -> MatteStage:
+        return self._frames.matte
+
+    @property
+    def _talents(self) -> WindowCache:
+        return self._frames.cache
 
     @property
     def engine(self):
@@ -200,12 +260,18 @@ class Compositor:
         x1, y1 = min(w, int(np.ceil(x + tw * s + m))), min(h, int(np.ceil(y + th * s + m)))
         return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
+    def check_interrupt(self) -> None:
+        """Raise ``Cancelled`` when ``interrupt()`` says to stop."""
+        if self.interrupt is not None and self.interrupt():
+            raise Cancelled()
+
     def talent(self, i: int):
         """Frame i in the talent's own pixels after the matte stage: (straight linear RGB, alpha). Kept for the
         temporal window (a frame is read once as a neighbour and again when it is rendered), within a budget."""
         hit = self._talents.get(i)
         if hit is not None:
             return hit
+        self.check_interrupt()
         t0 = time.perf_counter()
         with self._media_lock:
             lin, alpha = self.matte.talent_linear(i)
@@ -267,6 +333,24 @@ class Compositor:
         if self.deflicker is not None and params is not None:
             self.deflicker.prefetch(i, talent)
 
+    def analyse(self, i: int) -> None:
+        """Compute and cache frame i's per-frame analysis (its engine parameters, deflicker sample and the lighting
+        change from frame i - 1): with it, a frame whose window is analysed needs only its own talent decoded.
+        Interruptible (``interrupt``)."""
+        if not 0 <= i < self.frame_count:
+            return
+        self.harmonize.params(i)
+        if self.deflicker is not None:
+            self.deflicker.sample(i)
+            if i > 0:
+                self.deflicker.delta(i)
+
+    def is_analysed(self, i: int) -> bool:
+        """Whether frame i's analysis (see :meth:`analyse`) is cached."""
+        if not self.harmonize.has_params(i):
+            return False
+        return self.deflicker is None or self.deflicker.has_sample(i) and (i == 0 or self.deflicker.has_delta(i))
+
     def warm_window(self, i: int, pool) -> None:
         """Analyse frame i's whole temporal window on this thread and ``pool``'s worker together (see
         ``DeflickerStage.warm``)."""
@@ -305,10 +389,13 @@ class Compositor:
             return None
         lin, alpha = self.talent(i)
         params = self.harmonize.params(i, (lin, alpha))
+        self.check_interrupt()  # (between stages: a newer request waits at most one stage)
         use_deflicker = self.deflicker is not None if deflicker is None else bool(deflicker and self.deflicker)
         field = self._talent_gain(i, lin, alpha, params, use_deflicker and params is not None)
+        self.check_interrupt()
         wrap = self.finish.wrap_maps(i, alpha) if params is not None else None
         harmonized = self.finish(lin, alpha, field, wrap)
+        self.check_interrupt()
         x, y, s = self.placement(i)
         x0, y0, x1, y1 = roi
         x, y = x - x0, y - y0  # placement in the window

@@ -93,6 +93,12 @@ class HarmonizeStage:
         self.timer = timer
         self._params = WindowCache(cap)
 
+    def set_cap(self, cap: int) -> None:
+        self._params.cap = cap
+
+    def has_params(self, i: int) -> bool:
+        return i in self._params
+
     @property
     def contract(self) -> Contract:
         return self.engine.contract
@@ -166,6 +172,18 @@ class DeflickerStage:
         self._samples = WindowCache(cap)
         self._deltas = WindowCache(cap)
         self._smalls = WindowCache(cap)  # the learned network's view of each frame (analytic-corrected, 64 px)
+
+    def set_cap(self, cap: int) -> None:
+        """Keep ``cap`` frames of pair changes (the window, plus the Studio's idle analysis: ~2 kB a frame). The
+        samples (~1 MB a frame) stay within the window: a frame's correction needs only the pair changes of its
+        window, and a new pair change the samples at the analysed range's ends."""
+        self._deltas.cap = max(cap, 2 * self.radius + 8)
+
+    def has_sample(self, i: int) -> bool:
+        return i in self._samples
+
+    def has_delta(self, i: int) -> bool:
+        return i in self._deltas
 
     @property
     def contract(self) -> Contract:
