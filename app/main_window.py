@@ -725,7 +725,7 @@ class MainWindow(QMainWindow):
                 self._retired_scopes.add(old)
                 old.finished.connect(lambda o=old: self._retired_scopes.discard(o))
         self.scope.reset(self.frame_count)
-        self.scope_worker = ScopeWorker(self.project, self)
+        self.scope_worker = ScopeWorker(self.project, self, yield_to=self.worker.wants_cpu)
         self.scope_worker.point.connect(self.scope.add_point)
         self.scope_worker.start(QThread.LowPriority)
 

@@ -29,6 +29,9 @@ PROXY_LONG_SIDE = 480
 # the next and previous frames at full quality, so stepping shows them at once.
 IDLE_ANALYSIS_FRAMES = 240
 IDLE_RENDER_AHEAD = (1, -1, 2)
+# Idle work starts this long after the last request was served: a burst of seeks (clicks along the timeline) gets
+# each picture without waiting for an idle frame in flight; a pause gets the neighbours ready.
+IDLE_DELAY_S = 0.1
 
 
 def _user_message(exc: BaseException) -> str:
@@ -121,6 +124,8 @@ class PreviewWorker(QThread):
         self._idle: PreviewRequest | None = None  # the last request served: idle work goes on around its frame
         self._idle_todo: list = []
         self._holds: set[str] = set()  # reasons to hold the idle work (an export or propagation wants the CPU)
+        self._serving = False
+        self._idle_after = 0.0
         self._cache: OrderedDict[tuple[str, int], dict] = OrderedDict()
         self._cache_frames = cache_frames
 
@@ -150,14 +155,26 @@ class PreviewWorker(QThread):
     def _interrupted(self) -> bool:
         return self._pending is not None or self._stop
 
+    def wants_cpu(self) -> bool:
+        """Whether a request is waiting or being served, or an export or propagation runs: background work
+        (the flicker scope) should wait, so the picture an editor asked for comes first."""
+        return self._pending is not None or self._serving or bool(self._holds)
+
     def run(self) -> None:
         while True:
             with self._cv:
-                while self._pending is None and not self._stop and (not self._idle_todo or self._holds):
-                    self._cv.wait()
+                while self._pending is None and not self._stop:
+                    if self._idle_todo and not self._holds:
+                        wait = self._idle_after - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._cv.wait(wait)
+                    else:
+                        self._cv.wait()
                 if self._stop:
                     break
                 req, self._pending = self._pending, None
+                self._serving = req is not None
             if req is None:
                 self._idle_step()
                 continue
@@ -170,6 +187,8 @@ class PreviewWorker(QThread):
             except Exception as exc:  # shown as a message, never a traceback
                 traceback.print_exc()
                 self.failed.emit(req.rid, _user_message(exc))
+            finally:
+                self._serving = False
             self.busy.emit(False)
         self._pair.close()
 
@@ -189,6 +208,7 @@ class PreviewWorker(QThread):
             todo += [("analyse", k) for k in range(i + d, min(n, i + d + block))]
             todo += [("analyse", k) for k in range(max(0, i - d - block + 1), max(0, i - d + 1))]
         self._idle, self._idle_todo = req, todo
+        self._idle_after = time.monotonic() + IDLE_DELAY_S
 
     def _idle_step(self) -> None:
         """One unit of idle work (a frame); errors end the idle work quietly (the next request reports them)."""
@@ -285,15 +305,19 @@ class ExportWorker(QThread):
 
 class ScopeWorker(QThread):
     """Talent brightness per frame (original, per-frame harmonized, deflickered) at proxy size, streamed as
-    ``point(frame, values)``; restart with new settings by creating a new worker (the old one is cancelled)."""
+    ``point(frame, values)``; restart with new settings by creating a new worker (the old one is cancelled).
+
+    Background work: while ``yield_to()`` is true (the preview serves a request, an export runs) it stops between
+    stages of its frame and waits, then goes on from what it had computed."""
 
     point = Signal(int, object)
     failed = Signal(str)
 
-    def __init__(self, project: Project, parent=None):
+    def __init__(self, project: Project, parent=None, yield_to=None):
         super().__init__(parent)
         self.project = copy.deepcopy(project)
         self.token = CancelToken()
+        self.yield_to = yield_to or (lambda: False)
 
     def cancel(self) -> None:
         self.token.cancel()
@@ -305,10 +329,18 @@ class ScopeWorker(QThread):
             n = probe.frame_count
             probe.close()
             comp = Compositor(self.project, scale=min(1.0, 256 / max(w, h)))
-            for i in range(n):
-                if self.token.cancelled:
-                    break
-                self.point.emit(i, talent_brightness(comp.layers(i, with_original=True, with_per_frame=True)))
+            comp.interrupt = self.yield_to
+            i = 0
+            while i < n and not self.token.cancelled:
+                if self.yield_to():
+                    time.sleep(0.02)
+                    continue
+                try:
+                    layers = comp.layers(i, with_original=True, with_per_frame=True)
+                except Cancelled:  # the preview wants the CPU: this frame again once it is served
+                    continue
+                self.point.emit(i, talent_brightness(layers))
+                i += 1
                 time.sleep(0)  # let the GUI thread in
             comp.close()
         except Exception as exc:

@@ -331,10 +331,20 @@ _NONE3 = np.zeros((0, 0, 3), np.float32)
 _NO_CODES = np.zeros((0, 0, 3), np.uint8)
 
 
+def _same_size(rgb: np.ndarray, alpha: np.ndarray) -> None:
+    """The kernels index the colour and the matte with the same loops: another size would read and write past
+    their ends (memory corruption, not an exception), so it is refused here."""
+    if rgb.shape[:2] != alpha.shape[:2]:
+        raise ValueError(f"talent colour {rgb.shape[1]}x{rgb.shape[0]} and matte {alpha.shape[1]}x{alpha.shape[0]} "
+                         "differ in size")
+
+
 def _source(k, rgb, alpha, x, y, scale, size):
     """The place kernel's first arguments for an output window of ``size`` = (w, h): the bordered source, its
     sampling (ax, bx, ay, by) and the frame's coverage per output column and row."""
     from .place import frame_coverage, placement_source
+
+    _same_size(rgb, alpha)
 
     def pad(rgb32, alpha32, out):
         k.pad(_readonly(rgb32), _readonly(alpha32), out)
@@ -395,6 +405,7 @@ def relight_finish(rgb: np.ndarray, alpha: np.ndarray, log_gain: np.ndarray, wra
     are only partly talent: they take that part of the change), then the light wrap of ``wrap`` = (spill, reach)
     from :func:`~harmovid_engine.composite.extras.light_wrap_maps` (or None). One pass over the talent's pixels
     instead of one per operation; the OpenCV path gives the same image within float rounding."""
+    _same_size(rgb, alpha)
     gain = np.exp(np.asarray(log_gain, np.float32))
     k = _kernel()
     if k is None:

@@ -98,10 +98,18 @@ class MatteStage:
         """The matte of frame i for sources whose matte does not depend on the picture (stored, none)."""
         w, h = self.source.size
         if i in self._stored and self.kind != "stored":
-            return self.store.get(i)  # an edited frame's matte is final
+            return self._edited(i, (h, w))  # an edited frame's matte is final
         alpha = self._stored_alpha(i) if self.kind == "stored" else np.ones((h, w), np.float32)
         _check_size(i, alpha, (h, w))
         return self._edges(alpha)
+
+    def _edited(self, i: int, shape: tuple[int, int]) -> np.ndarray:
+        """An edited frame's stored matte (the talent's size: a matte of another size is refused, never used)."""
+        alpha = self.store.get(i)
+        if alpha is None:  # deleted since the store was listed
+            raise MatteError(f"the edited matte of frame {i} is gone from mattes/; edit the frame again")
+        _check_size(i, alpha, shape)
+        return alpha
 
     def _stored_alpha(self, i: int) -> np.ndarray:
         alpha = self.store.get(i)
@@ -118,7 +126,7 @@ class MatteStage:
         n = len(self.source)
         rgb, alpha = self._raw_frame(i)
         if i in self._stored and self.kind != "stored":
-            return rgb, self.store.get(i)
+            return rgb, self._edited(i, rgb.shape[:2])
         if self.radius > 0:
             lo, hi = max(0, i - self.radius), min(n - 1, i + self.radius)
             window = [self._raw_frame(k) for k in range(lo, hi + 1)]
@@ -130,4 +138,6 @@ class MatteStage:
 
 def _check_size(i: int, alpha: np.ndarray, shape: tuple[int, int]) -> None:
     if alpha.shape != tuple(shape):
-        raise MatteError(f"matte of frame {i} is {alpha.shape[1]}x{alpha.shape[0]}, talent is {shape[1]}x{shape[0]}")
+        raise MatteError(f"the matte of frame {i} is {alpha.shape[1]}x{alpha.shape[0]} but the talent is "
+                         f"{shape[1]}x{shape[0]} (was the talent replaced by another file?): import the matte again, "
+                         f"or delete mattes/alpha_{i:05d}.png to fall back to the matte source")
