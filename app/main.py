@@ -73,13 +73,27 @@ def main(argv: list[str] | None = None) -> int:
 
 def _schedule_screenshot(win, spec: str) -> None:
     """Grab the window after the preview settled: PATH[:MODE[:DELAY_MS]] (used to make docs/screenshots)."""
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
     parts = spec.split(":")
     path, mode = parts[0], (parts[1] if len(parts) > 1 else "composite")
     delay = int(parts[2]) if len(parts) > 2 else 6000
-    win.set_view_mode(mode)
+    if mode == "scopes":  # the colour scopes in front, a pixel of the talent's face picked
+        win.set_view_mode("composite")
+        win.colour_dock.show()
+        win.colour_dock.raise_()
+        win.resizeDocks([win.colour_dock], [330], Qt.Vertical)
+
+        def pick_face():
+            r = win.viewer.talent_rect
+            if r is not None:
+                win._set_picking(True)
+                win._pick_colour(r.center().x(), r.top() + 0.3 * r.height())
+
+        QTimer.singleShot(max(0, delay - 1500), pick_face)
+    else:
+        win.set_view_mode(mode)
     if mode == "wipe":
         win.viewer.wipe = 0.5
 

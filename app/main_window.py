@@ -25,10 +25,11 @@ from .scope import FlickerScope
 from .session import Session
 from .timeline import Timeline
 from .viewer import CHANNELS, VIEW_MODES, Viewer
+from .colour_scopes import ColourScopes
 from .workers import PreviewWorker, ScopeWorker
 
 AUTOSAVE_MS = 30_000
-LAYOUT_VERSION = 3  # bump when the docks change: saved window layouts of other versions are not restored
+LAYOUT_VERSION = 4  # bump when the docks change: saved window layouts of other versions are not restored
 SHORTCUTS = [
     ("Space", "play / pause"), ("J / K / L", "play backward / stop / play forward (repeat to go faster)"),
     ("Left / Right", "previous / next frame"), ("Home / End", "first / last frame"), ("I / O", "set in / out point"),
@@ -40,6 +41,7 @@ SHORTCUTS = [
     ("", "shortcuts work with the focus anywhere; a number field takes only digits, signs and Enter"),
     ("Esc", "give the keyboard back to the viewer"), ("Ctrl+L", "loop playback over in-out (or the clip)"),
     ("Shift+R / G / B / A / C", "show the red, green, blue channel, the alpha, or all channels"),
+    ("P", "colour picker: click the picture to read a pixel (Colour scopes panel)"),
 ]
 
 
@@ -104,6 +106,14 @@ class MainWindow(QMainWindow):
         self._dock("Inspector", self.inspector, Qt.RightDockWidgetArea)
         scope_dock = self._dock("Flicker scope", self.scope, Qt.BottomDockWidgetArea)
         scope_dock.setMinimumHeight(120)
+        # waveform and vectorscope of the talent and the plate, and the colour picker's readout
+        self.colour_scopes = ColourScopes()
+        self.colour_dock = self._dock("Colour scopes", self.colour_scopes, Qt.BottomDockWidgetArea)
+        self.tabifyDockWidget(scope_dock, self.colour_dock)
+        scope_dock.raise_()
+        self.colour_dock.visibilityChanged.connect(lambda on: on and self._feed_colour_scopes())
+        self.colour_scopes.pickToggled.connect(self._set_picking)
+        self._pick_at: tuple[float, float] | None = None
         self.matte_tools = MatteTools(self)
         self.matte_panel = MattePanel(self.matte_tools, self)
         self.tabifyDockWidget(self.findChild(QDockWidget, "Inspector"),
@@ -118,6 +128,7 @@ class MainWindow(QMainWindow):
         self.viewer.matteClicked.connect(self.matte_tools.click)
         self.viewer.matteBox.connect(self.matte_tools.box)
         self.viewer.matteStroke.connect(self.matte_tools.stroke)
+        self.viewer.colourPicked.connect(self._pick_colour)
         self.matte_tools.changed.connect(self._sync_timeline)
         self.download_worker = None
 
@@ -262,6 +273,9 @@ class MainWindow(QMainWindow):
             a.setChecked(key == "rgb")
             cgroup.addAction(a)
             self.channel_actions[key] = a
+        self.pick_action = self._action(v, "&Pick Colour", lambda: None, "P", "pick")
+        self.pick_action.setCheckable(True)
+        self.pick_action.toggled.connect(self._set_picking)
         self._action(v, "&Fit to Window", lambda: self.viewer.set_zoom(None), "F")
         self._action(v, "&100%", lambda: self.viewer.set_zoom(1.0), "Ctrl+0")
         self._action(v, "Zoom &In", lambda: self.viewer.set_zoom(self.viewer.current_scale() * 1.25), "Ctrl+=")
@@ -692,6 +706,7 @@ class MainWindow(QMainWindow):
         # and the frame under the playhead replaces it once the playhead rests.
         self._shown_rid = max(self._shown_rid, rid)
         self.viewer.set_images(images, pass_name)
+        self._feed_colour_scopes()
         self.zoom_label.setText(f"{self.viewer.current_scale() * 100:.0f}%")
         self.last_pass = (rid, frame, pass_name)
 
@@ -728,6 +743,40 @@ class MainWindow(QMainWindow):
         self.scope_worker = ScopeWorker(self.project, self, yield_to=self.worker.wants_cpu)
         self.scope_worker.point.connect(self.scope.add_point)
         self.scope_worker.start(QThread.LowPriority)
+
+    # -- colour scopes and picker ---------------------------------------------------------------------------------
+    def _set_picking(self, on: bool) -> None:
+        """The colour picker on or off (the View menu's action, P, and the scopes' button stay in step)."""
+        for w in (self.pick_action, self.colour_scopes.pick_button):
+            if w.isChecked() != on:
+                w.blockSignals(True)
+                w.setChecked(on)
+                w.blockSignals(False)
+        self.viewer.set_picking(on)
+        if on:
+            self.colour_dock.show()
+            self.colour_dock.raise_()
+        self.statusBar().showMessage("Colour picker: click the picture to read a pixel" if on else "", 4000)
+
+    def _pick_colour(self, x: float, y: float) -> None:
+        self._pick_at = (x, y)
+        self._show_pick()
+
+    def _show_pick(self) -> None:
+        from harmovid_engine.render.scopes import pick
+
+        arrays = self.viewer._arrays
+        if self._pick_at is None or not arrays or self.viewer.canvas_size is None:
+            return
+        canvas = self.viewer.canvas_size
+        self.colour_scopes.show_pick(pick(arrays, *self._pick_at, canvas), canvas[0])
+
+    def _feed_colour_scopes(self) -> None:
+        """Send the picture on screen to the colour scopes, when they can be seen."""
+        shown = not self.colour_dock.visibleRegion().isEmpty()
+        if self.viewer._arrays and self.viewer.canvas_size is not None and shown:
+            self.colour_scopes.set_images(self.viewer._arrays, self.viewer.canvas_size)
+            self._show_pick()
 
     def set_channel(self, channel: str):
         self.viewer.set_channel(channel)

@@ -65,6 +65,7 @@ class Viewer(QWidget):
     matteClicked = Signal(float, float, bool)
     matteBox = Signal(float, float, float, float)
     matteStroke = Signal(object, bool)
+    colourPicked = Signal(float, float)  # full-frame pixel clicked with the colour picker
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -93,6 +94,7 @@ class Viewer(QWidget):
         self.matte_points: list = []
         self.brush_radius = 20.0
         self._cursor: QPointF | None = None
+        self.picking = False  # the colour picker: a click reads a pixel instead of panning or moving the talent
 
     # -- content ------------------------------------------------------------------------------------------------
     def set_images(self, images: dict, pass_name: str) -> None:
@@ -121,6 +123,10 @@ class Viewer(QWidget):
             self.matte_image = None
         self.setCursor(Qt.CrossCursor if tool else Qt.ArrowCursor)
         self.set_zoom(None)
+
+    def set_picking(self, on: bool) -> None:
+        self.picking = bool(on)
+        self.setCursor(Qt.CrossCursor if on or self.matte_tool else Qt.ArrowCursor)
 
     def set_matte_image(self, img: np.ndarray, points: list, brush_radius: float) -> None:
         self.matte_image = to_qimage(img)
@@ -305,6 +311,10 @@ class Viewer(QWidget):
             return
         pos = e.position()
         r = self.image_rect()
+        if self.picking and e.button() == Qt.LeftButton and not self.matte_tool:
+            ip = self._image_pos(pos)
+            self.colourPicked.emit(ip.x(), ip.y())
+            return
         if self.mode == "wipe" and e.button() == Qt.LeftButton:
             self._drag = ("wipe", pos)
             self._set_wipe(pos)
