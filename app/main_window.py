@@ -42,6 +42,7 @@ SHORTCUTS = [
     ("Esc", "give the keyboard back to the viewer"), ("Ctrl+L", "loop playback over in-out (or the clip)"),
     ("Shift+R / G / B / A / C", "show the red, green, blue channel, the alpha, or all channels"),
     ("P", "colour picker: click the picture to read a pixel (Colour scopes panel)"),
+    ("Ctrl+Space", "RAM preview: render in-out (or the clip) at full quality, then play it looped"),
 ]
 
 
@@ -136,7 +137,13 @@ class MainWindow(QMainWindow):
         self.worker.ready.connect(self._on_preview)
         self.worker.failed.connect(self._on_preview_failed)
         self.worker.cached.connect(self._on_cached)
+        self.worker.uncached.connect(lambda f: (self.timeline.cached.discard(f), self.timeline.update()))
         self.worker.busy.connect(self._on_busy)
+        self.worker.ram_progress.connect(self._on_ram_progress)
+        self.worker.ram_done.connect(self._on_ram_done)
+        self._ram_state = None  # None | "rendering" | "playing": a RAM preview
+        # an edit makes a RAM preview's frames stale: it ends (the edited frames render as usual)
+        self.undo.indexChanged.connect(lambda _: self.stop() if self._ram_state is not None else None)
         self.worker.start()
 
         self.timeline.frameRequested.connect(self.seek)
@@ -310,6 +317,7 @@ class MainWindow(QMainWindow):
         self.loop_action.setCheckable(True)
         self.loop_action.setChecked(self.qsettings.value("loop", False, type=bool))
         self.loop_action.toggled.connect(lambda on: self.qsettings.setValue("loop", on))
+        self._action(t, "&RAM Preview (In to Out)", self.ram_preview, "Ctrl+Space", "ram_preview")
         self._action(t, "Previous Frame", lambda: self.step(-1), "Left")
         self._action(t, "Next Frame", lambda: self.step(1), "Right")
         self._action(t, "First Frame", lambda: self.seek(0), "Home")
@@ -650,7 +658,7 @@ class MainWindow(QMainWindow):
         self.seek(self.frame + d)
 
     def toggle_play(self):
-        if self._play_dir:
+        if self._play_dir or self._ram_state is not None:
             self.stop()
         else:
             self.shuttle(1)
@@ -668,6 +676,40 @@ class MainWindow(QMainWindow):
         self._play_dir = 0
         self._play_speed = 1
         self.play_timer.stop()
+        if self._ram_state is not None:  # any transport key ends a RAM preview (what it rendered stays cached)
+            self._ram_state = None
+            self.worker.cancel_ram()
+            self.statusBar().showMessage("RAM preview stopped", 3000)
+
+    # -- RAM preview ----------------------------------------------------------------------------------------------
+    def ram_preview(self):
+        """Render in-out (or the clip) at full quality into the preview memory, then play it looped from there."""
+        if self.project is None:
+            return
+        self.stop()
+        a, b = self.play_range()
+        self._ram_state = "rendering"
+        self.worker.ram_preview(self._rid, a, b, self.project, self.session.matte_revision)
+        self.statusBar().showMessage(f"RAM preview: rendering frames {a}-{b} (K or Space stops)")
+
+    def _on_ram_progress(self, done, total):
+        if self._ram_state == "rendering":
+            self.statusBar().showMessage(f"RAM preview: rendered {done} / {total} (K or Space stops)")
+
+    def _on_ram_done(self, done, total, message):
+        if self._ram_state != "rendering":
+            return
+        if done == 0:
+            self._ram_state = None
+            self.statusBar().showMessage(f"RAM preview: {message or 'nothing rendered'}", 8000)
+            return
+        self._ram_state = "playing"
+        self.statusBar().showMessage(f"RAM preview: playing {done} frames at full quality" +
+                                     (f" ({message})" if message else "") + "; K or Space stops")
+        a, _ = self.play_range()
+        self.seek(a)
+        self._play_dir, self._play_speed = 1, 1
+        self.play_timer.start(max(5, int(1000 / max(self.fps, 1e-6))))
 
     def play_range(self) -> tuple[int, int]:
         """The frames playback runs over: in to out when set, else the whole clip."""
@@ -678,7 +720,7 @@ class MainWindow(QMainWindow):
 
     def _play_step(self):
         nxt = self.frame + self._play_dir
-        if self.loop_action.isChecked():
+        if self.loop_action.isChecked() or self._ram_state == "playing":
             a, b = self.play_range()
             if nxt > b or nxt < a:  # loop: back to the other end of the in-out range
                 nxt = a if self._play_dir > 0 else b

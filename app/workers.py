@@ -32,6 +32,9 @@ IDLE_RENDER_AHEAD = (1, -1, 2)
 # Idle work starts this long after the last request was served: a burst of seeks (clicks along the timeline) gets
 # each picture without waiting for an idle frame in flight; a pause gets the neighbours ready.
 IDLE_DELAY_S = 0.1
+# Full-quality preview frames kept (all view modes of a frame: ~5.6 MB at 560 x 720, ~28 MB at 1080p); a RAM
+# preview renders its range into this memory and plays from it.
+PREVIEW_CACHE_BYTES = 2 * 2**30
 
 
 def _user_message(exc: BaseException) -> str:
@@ -101,7 +104,13 @@ class PreviewWorker(QThread):
     """Computes preview frames. ``request()`` is latest-wins: a newer request abandons older work between passes.
 
     Signals: ``ready(rid, frame, pass_name, images)`` with pass_name "proxy" then "full" (images: dict of uint8
-    arrays from :func:`preview_images`), ``failed(rid, message)``, ``cached(frame)`` when a full frame is kept.
+    arrays from :func:`preview_images`), ``failed(rid, message)``, ``cached(frame)`` when a full frame is kept and
+    ``uncached(frame)`` when it is dropped for memory,
+    ``ram_progress(done, total)`` and ``ram_done(cached, total, message)`` for a RAM preview.
+
+    A RAM preview (:meth:`ram_preview`) renders a range at full quality into the cache (``PREVIEW_CACHE_BYTES``),
+    frames kept there while it lasts; requests go first, it goes on after each. Memory is bounded by bytes: a range
+    that does not fit renders the frames that do, from its start, and says so.
 
     A pass whose request is no longer the latest stops at its next frame to decode (what it computed stays cached),
     so scrubbing shows proxies as fast as they come instead of waiting for stale full passes. While no request waits,
@@ -113,8 +122,11 @@ class PreviewWorker(QThread):
     failed = Signal(int, str)
     cached = Signal(int)
     busy = Signal(bool)
+    uncached = Signal(int)  # a frame of the current settings left the cache
+    ram_progress = Signal(int, int)
+    ram_done = Signal(int, int, str)
 
-    def __init__(self, parent=None, cache_frames: int = 48):
+    def __init__(self, parent=None, cache_bytes: int = PREVIEW_CACHE_BYTES):
         super().__init__(parent)
         self._cv = threading.Condition()
         self._pending: PreviewRequest | None = None
@@ -127,7 +139,12 @@ class PreviewWorker(QThread):
         self._serving = False
         self._idle_after = 0.0
         self._cache: OrderedDict[tuple[str, int], dict] = OrderedDict()
-        self._cache_frames = cache_frames
+        self._cache_bytes = cache_bytes
+        self._cached_bytes = 0
+        self._ram: PreviewRequest | None = None  # the RAM preview's settings (its frame: the range's start)
+        self._ram_todo: list[int] = []
+        self._ram_range: list[int] = []
+        self._pinned: set[tuple[str, int]] = set()  # the RAM preview's frames: never evicted while it lasts
 
     def request(self, rid: int, frame: int, project: Project, matte_revision: int = 0) -> None:
         snap = copy.deepcopy(project)
@@ -136,6 +153,22 @@ class PreviewWorker(QThread):
             self._pending = req
             self._latest = rid
             self._cv.notify()
+
+    def ram_preview(self, rid: int, start: int, end: int, project: Project, matte_revision: int = 0) -> None:
+        """Render frames ``start..end`` (inclusive) at full quality into the cache, for playback at full quality."""
+        snap = copy.deepcopy(project)
+        req = PreviewRequest(rid, start, snap, snapshot_key(snap, matte_revision))
+        with self._cv:
+            self._ram = req
+            self._ram_range = list(range(start, end + 1))
+            self._ram_todo = list(self._ram_range)
+            self._pinned = {(req.key, k) for k in self._ram_range}
+            self._cv.notify()
+
+    def cancel_ram(self) -> None:
+        """Stop a RAM preview's rendering (what it rendered stays cached, no longer pinned)."""
+        with self._cv:
+            self._ram, self._ram_todo, self._ram_range, self._pinned = None, [], [], set()
 
     def hold_idle(self, reason: str, on: bool = True) -> None:
         """Hold the idle work while ``reason`` lasts (an export, a propagation): it would take their CPU."""
@@ -164,6 +197,8 @@ class PreviewWorker(QThread):
         while True:
             with self._cv:
                 while self._pending is None and not self._stop:
+                    if self._ram_todo and not self._holds:
+                        break
                     if self._idle_todo and not self._holds:
                         wait = self._idle_after - time.monotonic()
                         if wait <= 0:
@@ -176,7 +211,10 @@ class PreviewWorker(QThread):
                 req, self._pending = self._pending, None
                 self._serving = req is not None
             if req is None:
-                self._idle_step()
+                if self._ram_todo and not self._holds:
+                    self._ram_step()
+                else:
+                    self._idle_step()
                 continue
             self.busy.emit(True)
             try:
@@ -230,11 +268,69 @@ class PreviewWorker(QThread):
         except Exception:  # the same frame requested will show the error
             self._idle_todo = []
 
+    def _ram_step(self) -> None:
+        """Render the RAM preview's next frame (or stop it: settings changed since, the memory is full)."""
+        with self._cv:
+            ram, todo = self._ram, self._ram_todo
+            if ram is None or not todo:
+                return
+            k = todo[0]
+        total = len(self._ram_range)
+        try:
+            proxy, full = self._pair.get(ram.project, ram.key)
+            if (ram.key, k) not in self._cache:
+                if not self._room_for_one():
+                    done = total - len(todo)
+                    self._end_ram(done, total, f"{done} of {total} frames fit in the preview memory "
+                                               f"({self._cache_bytes / 2**30:.1f} GB); the rest play as they render")
+                    return
+                layers = full.layers(k, with_original=True)
+                full.check_interrupt()
+                self._keep(ram.key, k, preview_images(layers))
+        except Cancelled:
+            return  # a request first; the same frame after it
+        except Exception as exc:
+            self._end_ram(total - len(todo), total, _user_message(exc))
+            return
+        with self._cv:
+            if self._ram is ram and self._ram_todo and self._ram_todo[0] == k:
+                self._ram_todo.pop(0)
+            remaining = len(self._ram_todo) if self._ram is ram else None
+        if remaining is None:
+            return
+        self.ram_progress.emit(total - remaining, total)
+        if remaining == 0:
+            self._end_ram(total, total, "")
+
+    def _end_ram(self, done: int, total: int, message: str) -> None:
+        with self._cv:
+            self._ram_todo = []
+        self.ram_done.emit(done, total, message)
+
+    def _room_for_one(self) -> bool:
+        """Whether one more frame (the size of the last kept) fits without evicting a RAM preview's frame."""
+        if not self._cache:
+            return True
+        size = _nbytes(next(reversed(self._cache.values())))
+        unpinned = sum(_nbytes(v) for k, v in self._cache.items() if k not in self._pinned)
+        return self._cached_bytes + size <= self._cache_bytes or unpinned >= size
+
     def _keep(self, key: str, frame: int, images: dict) -> None:
+        old = self._cache.pop((key, frame), None)
+        if old is not None:
+            self._cached_bytes -= _nbytes(old)
         self._cache[(key, frame)] = images
-        while len(self._cache) > self._cache_frames:
-            self._cache.popitem(last=False)
-        self.cached.emit(frame)
+        self._cached_bytes += _nbytes(images)
+        # least recently kept first; a RAM preview's frames stay (a new frame is not kept when only they are left)
+        while self._cached_bytes > self._cache_bytes and self._cache:
+            victim = next((k for k in self._cache if k not in self._pinned), None)
+            if victim is None:
+                victim = next(iter(self._cache))
+            self._cached_bytes -= _nbytes(self._cache.pop(victim))
+            if victim[0] == key:
+                self.uncached.emit(victim[1])
+        if (key, frame) in self._cache:
+            self.cached.emit(frame)
 
     def _serve(self, req: PreviewRequest) -> None:
         hit = self._cache.get((req.key, req.frame))
@@ -253,6 +349,10 @@ class PreviewWorker(QThread):
         self._keep(req.key, req.frame, images)
         if not self._stale(req):
             self.ready.emit(req.rid, req.frame, "full", images)
+
+
+def _nbytes(images: dict) -> int:
+    return sum(v.nbytes for v in images.values())
 
 
 class ExportWorker(QThread):
