@@ -7,8 +7,10 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QMessageBox, QProgressBar, QPushButton, QVBoxLayout)
+                               QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout)
 
+from harmovid_engine.errors import HarmoVidError
+from harmovid_engine.media.timecode import parse_timecode
 from harmovid_engine.render.destination import DestinationError, DestinationExists, check_destination
 
 from .workers import ExportWorker
@@ -41,6 +43,25 @@ class ExportDialog(QDialog):
         self.size = QComboBox()
         for pct in (100, 50, 25):
             self.size.addItem(f"{pct}% of the plate", pct / 100)
+        self.alpha = QComboBox()
+        self.alpha.addItem("Straight (colour as shot, matte beside it)", "straight")
+        self.alpha.addItem("Premultiplied (colour times matte)", "premultiplied")
+        self.alpha.setToolTip("How colour is stored beside the alpha channel: straight for most editing systems, "
+                              "premultiplied for compositors that expect it (PNG's own rule is straight)")
+        self.handles = QSpinBox()
+        self.handles.setRange(0, 10_000)
+        self.handles.setSuffix(" frames each side")
+        self.handles.setToolTip("Frames more before the start and after the end, where the clip has them")
+        self.timecode = QLineEdit()
+        self.timecode.setPlaceholderText("00:00:00:00")
+        self.timecode.setToolTip("Timecode of the clip's first frame (the file starts at its first frame's), "
+                                 "e.g. 01:00:00:00")
+        qs = window.qsettings
+        self.alpha.setCurrentIndex(max(0, self.alpha.findData(qs.value("export/alpha", "straight"))))
+        self.handles.setValue(int(qs.value("export/handles", 0)))
+        self.timecode.setText(str(qs.value("export/timecode", "")))
+        self.format.currentIndexChanged.connect(self._alpha_enabled)
+        self.layer.currentIndexChanged.connect(self._alpha_enabled)
         self.dest = QLineEdit()
         browse = QPushButton("Browse...")
         browse.clicked.connect(self._browse)
@@ -51,6 +72,9 @@ class ExportDialog(QDialog):
         form.addRow("Layer", self.layer)
         form.addRow("Range", self.range)
         form.addRow("Size", self.size)
+        form.addRow("Alpha", self.alpha)
+        form.addRow("Handles", self.handles)
+        form.addRow("Start timecode", self.timecode)
         form.addRow("Destination", row)
         lay.addLayout(form)
         self.progress = QProgressBar()
@@ -64,18 +88,26 @@ class ExportDialog(QDialog):
         self.export_button = QPushButton("Export")
         self.export_button.setDefault(True)
         self.export_button.clicked.connect(self.start)
+        self.queue_button = QPushButton("Add to Queue")
+        self.queue_button.setToolTip("Render this later, after the renders before it (Window: Render queue panel)")
+        self.queue_button.clicked.connect(self.add_to_queue)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.setEnabled(False)
         close = QPushButton("Close")
         close.clicked.connect(self.close)
         buttons.addStretch(1)
-        for b in (self.export_button, self.cancel_button, close):
+        for b in (self.queue_button, self.export_button, self.cancel_button, close):
             buttons.addWidget(b)
         lay.addLayout(buttons)
         proj = window.project
         self.range.setCurrentIndex(1 if proj.in_point is not None or proj.out_point is not None else 0)
         self.dest.setText(str(proj.folder.parent / f"{proj.name}_render.mp4"))
+        self._alpha_enabled()
+
+    def _alpha_enabled(self):
+        """Straight or premultiplied means something only where the file has an alpha that is not all opaque."""
+        self.alpha.setEnabled(self.format.currentData() != "h264" and self.layer.currentData() == "talent")
 
     def _format_changed(self):
         ext = FORMATS[self.format.currentIndex()][2]
@@ -92,32 +124,85 @@ class ExportDialog(QDialog):
         if path:
             self.dest.setText(path)
 
-    def start(self):
-        if self.worker is not None:
-            return
+    def options(self) -> dict | None:
+        """The render's alpha, timecode and handles, or None (with the reason shown) when the timecode is wrong."""
+        tc = self.timecode.text().strip()
+        if tc:
+            try:
+                parse_timecode(tc, self.window.fps)
+            except HarmoVidError as exc:
+                self.status.setText("Not exported: the start timecode is not one")
+                self.window.show_error("Start timecode", str(exc))
+                return None
+        qs = self.window.qsettings
+        qs.setValue("export/alpha", self.alpha.currentData())
+        qs.setValue("export/handles", self.handles.value())
+        qs.setValue("export/timecode", tc)
+        return {"alpha": self.alpha.currentData() if self.alpha.isEnabled() else "straight",
+                "timecode": tc or None, "handles": self.handles.value()}
+
+    def _range(self) -> tuple[int | None, int | None]:
         proj = self.window.project
-        start = end = None
         if self.range.currentData() == "inout":
-            start, end = proj.in_point, proj.out_point
-        # the destination is checked before anything runs: never the project, its footage or a stranger's file
-        # unless the editor says so
-        overwrite = False
+            return proj.in_point, proj.out_point
+        return None, None
+
+    def _destination(self) -> bool | None:
+        """Check the destination before anything runs (never the project, its footage or a stranger's file unless
+        the editor says so): whether to overwrite, or None (the reason shown) when it must not be written."""
         try:
-            check_destination(proj, self.dest.text(), self.format.currentData())
+            check_destination(self.window.project, self.dest.text(), self.format.currentData())
         except DestinationExists as exc:
             answer = self.window.ask("Replace file?", f"{exc}\n\nReplace it with this export?",
                                      QMessageBox.Yes | QMessageBox.Cancel, QMessageBox.Cancel)
             if answer != QMessageBox.Yes:
                 self.status.setText("Not exported: choose another destination")
-                return
-            overwrite = True
+                return None
+            return True
         except DestinationError as exc:
             self.status.setText("Not exported: choose another destination")
             self.window.show_error("Cannot export there", str(exc))
+            return None
+        if self.window.render_queue.has_destination(self.dest.text()):
+            self.status.setText("Not exported: a queued render writes there")
+            self.window.show_error("Cannot export there", f"'{self.dest.text()}' is the destination of a render in "
+                                                          "the render queue: choose another, or remove that one")
+            return None
+        return False
+
+    def add_to_queue(self):
+        """Queue this export with the project as it is now; the queue renders one export after another."""
+        from .render_queue import QueuedRender
+
+        options = self.options()
+        if options is None:
             return
+        overwrite = self._destination()
+        if overwrite is None:
+            return
+        start, end = self._range()
+        queue = self.window.render_queue
+        queue.add(QueuedRender(self.window.project, self.dest.text(), self.format.currentData(), start, end,
+                               scale=self.size.currentData(), layer=self.layer.currentData(), overwrite=overwrite,
+                               options=options))
+        self.window.render_queue_dock.show()
+        self.window.render_queue_dock.raise_()
+        self.status.setText(f"Added to the render queue ({len(queue.waiting())} waiting)")
+
+    def start(self):
+        if self.worker is not None:
+            return
+        start, end = self._range()
+        options = self.options()
+        if options is None:
+            return
+        overwrite = self._destination()
+        if overwrite is None:
+            return
+        proj = self.window.project
         self.worker = ExportWorker(proj, self.dest.text(), self.format.currentData(), start, end,
                                    scale=self.size.currentData(), layer=self.layer.currentData(), parent=self,
-                                   overwrite=overwrite)
+                                   overwrite=overwrite, **options)
         self.worker.progress.connect(self._progress)
         self.worker.denoising.connect(self._denoising)
         self.worker.finished_ok.connect(self._finished)

@@ -16,16 +16,17 @@ from harmovid_engine.media import probe
 from harmovid_engine.media.probe import IMAGE_EXTS, VIDEO_EXTS
 from harmovid_engine.project import Project, create_project
 
+from .colour_scopes import ColourScopes
 from .commands import SetPlacement, SetSetting, get_setting
 from .export_dialog import ExportDialog
 from .inspector import Inspector
 from .keys import ShortcutRouter
 from .matte_tools import DownloadWorker, MattePanel, MatteTools, pick_checkpoint
+from .render_queue import RenderQueue
 from .scope import FlickerScope
 from .session import Session
 from .timeline import Timeline
 from .viewer import CHANNELS, VIEW_MODES, Viewer
-from .colour_scopes import ColourScopes
 from .workers import PreviewWorker, ScopeWorker
 
 AUTOSAVE_MS = 30_000
@@ -111,6 +112,10 @@ class MainWindow(QMainWindow):
         self.colour_scopes = ColourScopes()
         self.colour_dock = self._dock("Colour scopes", self.colour_scopes, Qt.BottomDockWidgetArea)
         self.tabifyDockWidget(scope_dock, self.colour_dock)
+        self.render_queue = RenderQueue(self)
+        self.render_queue_dock = self._dock("Render queue", self.render_queue, Qt.BottomDockWidgetArea)
+        self.tabifyDockWidget(scope_dock, self.render_queue_dock)
+        self.render_queue.finished.connect(self._queued_render_finished)
         scope_dock.raise_()
         self.colour_dock.visibilityChanged.connect(lambda on: on and self._feed_colour_scopes())
         self.colour_scopes.pickToggled.connect(self._set_picking)
@@ -875,6 +880,15 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(a)
         self.recent_menu.setEnabled(not self.recent_menu.isEmpty())
 
+    def _queued_render_finished(self, job) -> None:
+        name = Path(job.output).name
+        if job.status == "done":
+            self.statusBar().showMessage(f"Rendered {name} (render queue)", 8000)
+            if job.message:
+                self.show_error("Rendered, with damaged source frames", job.message)
+        elif job.status == "failed":
+            self.show_error(f"Render of {name} failed", job.message)
+
     def export(self):
         if self.project is None:
             return
@@ -1038,9 +1052,18 @@ class MainWindow(QMainWindow):
 
     # -- closing ------------------------------------------------------------------------------------------------
     def closeEvent(self, e):
+        if self.render_queue.busy():
+            n = len(self.render_queue.waiting()) + (self.render_queue.current is not None)
+            answer = self.ask("Renders in the queue", f"{n} render(s) in the render queue have not finished. Quit "
+                              "and cancel them? (A cancelled render leaves nothing.)",
+                              QMessageBox.Yes | QMessageBox.Cancel, QMessageBox.Cancel)
+            if answer != QMessageBox.Yes:
+                e.ignore()
+                return
         if not self.maybe_save():
             e.ignore()
             return
+        self.render_queue.shutdown()
         self.stop()
         self.scope_timer.stop()
         self.autosave_timer.stop()

@@ -366,10 +366,12 @@ class ExportWorker(QThread):
     cancelled = Signal()
 
     def __init__(self, project: Project, output: str, fmt: str, start: int | None, end: int | None,
-                 scale: float = 1.0, layer: str = "composite", parent=None, overwrite: bool = False):
+                 scale: float = 1.0, layer: str = "composite", parent=None, overwrite: bool = False,
+                 alpha: str = "straight", timecode: str | None = None, handles: int = 0):
         super().__init__(parent)
         self.project = copy.deepcopy(project)
         self.overwrite = overwrite
+        self.options = {"alpha": alpha, "timecode": timecode, "handles": handles}
         self.output, self.fmt, self.start_frame, self.end_frame = output, fmt, start, end
         self.scale, self.layer = scale, layer
         self.token = CancelToken()
@@ -383,7 +385,7 @@ class ExportWorker(QThread):
             damaged = {}
             for p in render(self.project, self.output, fmt=self.fmt, layer=self.layer, start=self.start_frame,
                             end=self.end_frame, cancel=self.token, scale=self.scale,
-                            overwrite=self.overwrite):
+                            overwrite=self.overwrite, **self.options):
                 if p.phase == "denoising":  # a whole-clip engine runs first: show the clip forming
                     img = None
                     if p.preview is not None and len(p.preview):

@@ -128,7 +128,8 @@ def cmd_render(args) -> int:
     damaged: dict[str, list[int]] = {}
     try:
         for p in render(proj, args.output, fmt=fmt, layer=args.layer, start=args.start, end=args.end, cancel=cancel,
-                        audio=not args.no_audio, overwrite=args.overwrite):
+                        audio=not args.no_audio, overwrite=args.overwrite, alpha=args.alpha,
+                        timecode=args.timecode, handles=args.handles):
             if p.phase == "denoising":
                 if dbar is None:
                     dbar = _progress(p.total, "denoising", not args.quiet)
@@ -459,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="composite: talent over plate (default); talent: the talent alone with its matte as alpha")
     p.add_argument("--start", type=int, help="first frame (default: in point or 0)")
     p.add_argument("--end", type=int, help="last frame, inclusive (default: out point or last frame)")
+    p.add_argument("--handles", type=int, default=0, metavar="N",
+                   help="N frames more before the start and after the end, where the clip has them")
+    p.add_argument("--timecode", metavar="HH:MM:SS:FF",
+                   help="timecode of the clip's first frame (default 00:00:00:00); the file starts at its first "
+                        "frame's, e.g. 01:00:00:00 as broadcast masters do")
+    p.add_argument("--alpha", choices=["straight", "premultiplied"], default="straight",
+                   help="colour in outputs with alpha (ProRes 4444, PNG): straight (default) or premultiplied")
     p.add_argument("--engine", choices=sorted(ENGINES), help="override the project's engine")
     p.add_argument("--no-audio", action="store_true", help="do not carry the talent's audio")
     p.add_argument("--overwrite", action="store_true",

@@ -135,6 +135,8 @@ class FFmpegWriter(FrameWriter):
         if has_audio:
             args += ["-map", "1:a:0?", *self.audio_codec]
         args += self.video_args()
+        if options.get("timecode"):  # the first frame's timecode (a tmcd track: editing systems read it)
+            args += ["-timecode", str(options["timecode"])]
         args += ["-metadata", f"comment={RENDER_TAG}", "-f", self.container, str(self._tmp)]
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=self._stderr)
         widen_pipe(self._proc.stdin)
@@ -187,6 +189,8 @@ class FFmpegWriter(FrameWriter):
             rgba = np.empty((self.height, self.width, 4), np.uint16)
             rgba[..., :3] = from_linear(rgb_linear, np.uint16)
             rgba[..., 3] = 65535 if alpha is None else alpha_from_float(alpha, np.uint16)
+            if alpha is not None and self.options.get("premultiplied"):
+                rgba[..., :3] = premultiply_codes(rgba[..., :3], alpha)
             return rgba.astype("<u2").tobytes()
         return self._pack(from_linear(rgb_linear, np.uint8))
 
@@ -313,12 +317,14 @@ class ProRes4444Writer(FFmpegWriter):
 class PngSequenceWriter(FrameWriter):
     """A folder of ``frame_%05d.png`` (8 or 16 bit, RGBA when alpha is given), moved into place on close."""
 
-    def __init__(self, path, width, height, fps, bit_depth: int = 8, start_number: int = 0, **_):
+    def __init__(self, path, width, height, fps, bit_depth: int = 8, start_number: int = 0,
+                 premultiplied: bool = False, timecode: str | None = None, **_):
         super().__init__(path, width, height, fps)
         if bit_depth not in (8, 16):
             raise MediaError("PNG bit depth must be 8 or 16")
         self.dtype = np.uint8 if bit_depth == 8 else np.uint16
         self.start_number = start_number
+        self.premultiplied, self.timecode = bool(premultiplied), timecode
         clean_stale(self.path.parent)
         with named_for(self.path):
             self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".part",
@@ -326,6 +332,8 @@ class PngSequenceWriter(FrameWriter):
 
     def _write(self, rgb_linear, alpha):
         rgb = from_linear(rgb_linear, self.dtype)
+        if alpha is not None and self.premultiplied:
+            rgb = premultiply_codes(rgb, alpha)
         if alpha is not None:
             img = cv2.cvtColor(np.dstack([rgb, alpha_from_float(alpha, self.dtype)]), cv2.COLOR_RGBA2BGRA)
         else:
@@ -341,8 +349,11 @@ class PngSequenceWriter(FrameWriter):
         self._closed = True
         try:
             frames = sorted(e.name for e in os.scandir(self._tmp) if e.name.endswith(".png"))
-            (self._tmp / MARKER).write_text(json.dumps({"tool": RENDER_TAG, "frames": frames}) + "\n",
-                                            encoding="utf-8")
+            meta = {"tool": RENDER_TAG, "frames": frames, "fps": str(self.fps),
+                    "alpha": "premultiplied" if self.premultiplied else "straight"}
+            if self.timecode:
+                meta["timecode"] = self.timecode  # of the first frame (PNG has no place for it)
+            (self._tmp / MARKER).write_text(json.dumps(meta) + "\n", encoding="utf-8")
         except OSError as exc:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise MediaError(f"cannot finish the frames in '{self.path.parent}' ({exc.strerror or exc})") from None
@@ -364,6 +375,14 @@ class PngSequenceWriter(FrameWriter):
             return
         self._closed = True
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def premultiply_codes(codes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Code values times alpha, rounded (premultiplied as compositing applications read it: the stored colour
+    is the straight colour's code value times alpha, so dividing by alpha gives it back)."""
+    top = np.iinfo(codes.dtype).max
+    a = np.clip(alpha, 0.0, 1.0).astype(np.float32)[..., None]
+    return np.clip(codes.astype(np.float32) * a + 0.5, 0, top).astype(codes.dtype)
 
 
 def is_png_render(folder: Path) -> bool:

@@ -22,10 +22,13 @@ import numpy as np
 
 from ..composite.fast import one_thread
 from ..errors import Cancelled, HarmoVidError
+from ..media.timecode import format_timecode, parse_timecode
 from ..media.writer import FORMATS, AudioSource, open_writer
 from ..project import Project
 from .destination import check_destination
 from .pipeline import LAYERS, Compositor
+
+ALPHA_MODES = ("straight", "premultiplied")
 
 
 class CancelToken:
@@ -172,8 +175,14 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
            start: int | None = None, end: int | None = None, cancel: CancelToken | None = None,
            engine: str | None = None, audio: bool = True, yield_frames: bool = False,
            compositor: Compositor | None = None, scale: float = 1.0,
-           overwrite: bool = False) -> Iterator[RenderProgress]:
+           overwrite: bool = False, alpha: str = "straight", timecode: str | None = None,
+           handles: int = 0) -> Iterator[RenderProgress]:
     """Render frames [start, end] (inclusive; default the project's in/out or the whole clip) to ``output``.
+
+    ``handles``: that many frames more before the start and after the end, where the clip has them. ``timecode``:
+    the timecode of the clip's frame 0 (``HH:MM:SS:FF``, default 00:00:00:00); the file starts at its first frame's
+    (a timecode track in MP4/MOV, the marker of a PNG folder). ``alpha``: "straight" or "premultiplied" colour in
+    outputs with alpha (ProRes 4444, PNG).
 
     ``output`` is checked first (``destination.check_destination``): never the project, its footage or something
     this tool did not write; ``overwrite`` allows replacing an existing movie file that is not a previous render."""
@@ -185,6 +194,12 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
         raise HarmoVidError(f"unknown layer '{layer}' (choose {', '.join(LAYERS)})")
     if layer == "talent" and fmt == "h264":
         raise HarmoVidError("H.264 has no alpha channel: render the talent layer as prores4444 or png")
+    if alpha not in ALPHA_MODES:
+        raise HarmoVidError(f"unknown alpha '{alpha}' (choose {', '.join(ALPHA_MODES)})")
+    if alpha == "premultiplied" and fmt == "h264":
+        raise HarmoVidError("H.264 has no alpha channel to premultiply by: render as prores4444 or png")
+    if int(handles) < 0:
+        raise HarmoVidError(f"handles must be 0 or more frames, not {handles}")
     check_destination(project, output, fmt, overwrite)
     cancel = cancel or CancelToken()
     own = compositor is None
@@ -193,9 +208,11 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
         comp.streaming()  # an export reads forward once: keep only the temporal window in memory
     writer = None
     try:
+        base_tc = parse_timecode(timecode, comp.fps) if timecode else 0  # (before a long preparation)
         # whole-clip engines (diffusion) run first, cancellable between steps, their previews streamed
         yield from _prepare_with_previews(comp, cancel)
         s, e = resolve_range(project, comp.frame_count, start, end)
+        s, e = max(0, s - int(handles)), min(comp.frame_count, e + int(handles))
         w, h = comp.size
         talent_info = comp.talent_src.info
         snd = None
@@ -204,6 +221,9 @@ def render(project: Project, output: str | Path, fmt: str | None = None, layer: 
         opts = {"crf": project.render.crf, "preset": project.render.preset} if fmt == "h264" else {}
         if fmt == "png":
             opts = {"bit_depth": project.render.png_bit_depth, "start_number": s}
+        opts["timecode"] = format_timecode(base_tc + s, comp.fps)
+        if fmt != "h264":
+            opts["premultiplied"] = alpha == "premultiplied"
         writer = open_writer(fmt, output, w, h, comp.fps, audio=snd, **opts)
         t0 = time.perf_counter()
         fast = layer == "composite" and fmt == "h264" and not yield_frames
