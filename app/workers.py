@@ -83,6 +83,7 @@ class _CompositorPair:
             # the proxy pass is never interrupted: a proxy finishes in tens of milliseconds, and while the mouse
             # moves each request is soon replaced by the next, so interrupting it would show nothing at all
             self.proxy = Compositor(proxy_project, scale=scale, share_media=self.full)
+            self.proxy.quick_matte = True  # one frame keyed, not its window: the full pass follows at once
             self.media, self.key = media, key
         elif key != self.key:
             self.full.configure(project)

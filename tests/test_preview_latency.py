@@ -196,3 +196,27 @@ def test_the_preview_worker_abandons_a_stale_full_pass(qtbot, demo):
         assert (2, 30, "proxy") in got and (2, 30, "full") not in got
     finally:
         worker.stop()
+
+
+def test_the_proxy_keys_one_frame_and_the_full_pass_its_smoothed_window(demo):
+    """The proxy's quick matte keys only the frame shown (the matte's smoothing over neighbours is the full pass's
+    work); the full pass still gives exactly what a render gives."""
+    project = Project.open(demo)
+    assert project.matte.source == "key" and project.matte.temporal_radius > 0
+    full = Compositor(project)
+    proxy_project = copy.deepcopy(project)
+    proxy_project.render.deflicker = False  # as the Studio's proxy: per frame
+    proxy = Compositor(proxy_project, scale=0.5, share_media=full)
+    proxy.quick_matte = True
+    try:
+        keyer = full.matte.keyer
+        calls = []
+        original = keyer.key
+        keyer.key = lambda rgb: (calls.append(1), original(rgb))[1]
+        proxy.layers(30)
+        assert len(calls) == 1
+        assert full._talents.get(30) is None  # the quick matte is not what the full pass shows
+        _same_as_fresh(full, project, 30)
+    finally:
+        proxy.close()
+        full.close()

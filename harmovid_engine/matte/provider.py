@@ -80,16 +80,17 @@ class MatteStage:
             self._raw.popitem(last=False)
         return rgb, alpha
 
-    def talent_linear(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def talent_linear(self, i: int, temporal: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(linear RGB float32, alpha): 8-bit talent that needs no keying goes straight from its codes through one
-        table lookup; everything else through :meth:`talent` and the 16-bit decoding table."""
+        table lookup; everything else through :meth:`talent` and the 16-bit decoding table. ``temporal=False``:
+        without the smoothing over neighbouring frames (one frame keyed instead of a window: a quick proxy)."""
         from ..colour import _DECODE_8, to_linear
 
         if self.kind in ("stored", "none") and not self.source.info.linear:
             frame = self.source.read(i)
             if frame.dtype == np.uint8:
                 return cv2.LUT(np.ascontiguousarray(frame[..., :3]), _DECODE_8.reshape(1, 256)), self._alpha_only(i)
-        codes, alpha = self.talent(i)
+        codes, alpha = self.talent(i, temporal)
         if self.source.info.linear:
             return np.clip(codes, 0.0, None), alpha
         return to_linear((codes * 65535.0 + 0.5).astype(np.uint16)), alpha
@@ -122,12 +123,12 @@ class MatteStage:
         s = self.settings
         return edge_ops(alpha, s.choke, s.feather) if (s.choke or s.feather) else alpha
 
-    def talent(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def talent(self, i: int, temporal: bool = True) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.source)
         rgb, alpha = self._raw_frame(i)
         if i in self._stored and self.kind != "stored":
             return rgb, self._edited(i, rgb.shape[:2])
-        if self.radius > 0:
+        if self.radius > 0 and temporal:
             lo, hi = max(0, i - self.radius), min(n - 1, i + self.radius)
             window = [self._raw_frame(k) for k in range(lo, hi + 1)]
             # the centre entry may have been evicted and re-read; take it from the window

@@ -115,6 +115,10 @@ class Compositor:
         # Called before each frame the graph must decode (None: never): True stops the frame with ``Cancelled``, what
         # was computed so far staying cached (the Studio abandons a full pass once a newer request is waiting).
         self.interrupt = None
+        # A quick matte (the Studio's proxy): a frame the shared cache does not hold yet is keyed alone, without the
+        # matte's smoothing over its neighbours (kept apart from the shared cache: the full pass keys the window).
+        self.quick_matte = False
+        self._quick = WindowCache(4)
         self.analysis_frames = int(analysis_frames)
         self._keys: dict[str, str] = {}
         self.configure(project, engine, engine_settings)
@@ -151,7 +155,9 @@ class Compositor:
         harmonize_key = _key(matte_key, name, engine_settings, placement, str(project.plate_path))
         deflicker_key = _key(harmonize_key, r.deflicker, getattr(r, "deflicker_method", "analytic"),
                              r.deflicker_radius)
-        old, self._keys = self._keys, {"harmonize": harmonize_key, "deflicker": deflicker_key}
+        old, self._keys = self._keys, {"matte": matte_key, "harmonize": harmonize_key, "deflicker": deflicker_key}
+        if old.get("matte") != matte_key:
+            self._quick = WindowCache(4)
         if old.get("deflicker") != deflicker_key:
             self.deflicker = None
             if r.deflicker:
@@ -271,12 +277,15 @@ class Compositor:
         hit = self._talents.get(i)
         if hit is not None:
             return hit
+        quick = self.quick_matte and self.matte.radius > 0
+        if quick and (hit := self._quick.get(i)) is not None:
+            return hit
         self.check_interrupt()
         t0 = time.perf_counter()
         with self._media_lock:
-            lin, alpha = self.matte.talent_linear(i)
+            lin, alpha = self.matte.talent_linear(i, temporal=False) if quick else self.matte.talent_linear(i)
         self._timer.tick("decode+matte", t0)
-        self._talents.put(i, (lin, alpha))
+        (self._quick if quick else self._talents).put(i, (lin, alpha))
         return lin, alpha
 
     def placed_talent(self, i: int) -> tuple[np.ndarray, np.ndarray]:
