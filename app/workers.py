@@ -7,6 +7,7 @@ computes. Results come back through queued signals; the GUI thread never waits o
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 import traceback
@@ -34,7 +35,15 @@ IDLE_RENDER_AHEAD = (1, -1, 2)
 IDLE_DELAY_S = 0.1
 # Full-quality preview frames kept (all view modes of a frame: ~5.6 MB at 560 x 720, ~28 MB at 1080p); a RAM
 # preview renders its range into this memory and plays from it.
-PREVIEW_CACHE_BYTES = 2 * 2**30
+def _preview_cache_bytes() -> int:
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        ram = 8 * 2**30
+    return int(min(2 * 2**30, max(512 * 2**20, ram // 8)))
+
+
+PREVIEW_CACHE_BYTES = _preview_cache_bytes()  # 2 GB, or an eighth of the machine's memory where that is less
 
 
 def _user_message(exc: BaseException) -> str:
