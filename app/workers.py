@@ -44,6 +44,8 @@ def _preview_cache_bytes() -> int:
 
 
 PREVIEW_CACHE_BYTES = _preview_cache_bytes()  # 2 GB, or an eighth of the machine's memory where that is less
+# Of it, frames outside a RAM preview (the playhead's, the neighbours') keep at most this much.
+VIEWED_CACHE_BYTES = min(PREVIEW_CACHE_BYTES, 512 * 2**20)
 
 
 def _user_message(exc: BaseException) -> str:
@@ -118,8 +120,8 @@ class PreviewWorker(QThread):
     ``uncached(frame)`` when it is dropped for memory,
     ``ram_progress(done, total)`` and ``ram_done(cached, total, message)`` for a RAM preview.
 
-    A RAM preview (:meth:`ram_preview`) renders a range at full quality into the cache (``PREVIEW_CACHE_BYTES``),
-    frames kept there while it lasts; requests go first, it goes on after each. Memory is bounded by bytes: a range
+    A RAM preview (:meth:`ram_preview`) renders a range at full quality into the cache (``PREVIEW_CACHE_BYTES``;
+    other frames keep at most ``VIEWED_CACHE_BYTES``), frames kept there while it lasts; requests go first, it goes on after each. Memory is bounded by bytes: a range
     that does not fit renders the frames that do, from its start, and says so.
 
     A pass whose request is no longer the latest stops at its next frame to decode (what it computed stays cached),
@@ -136,7 +138,7 @@ class PreviewWorker(QThread):
     ram_progress = Signal(int, int)
     ram_done = Signal(int, int, str)
 
-    def __init__(self, parent=None, cache_bytes: int = PREVIEW_CACHE_BYTES):
+    def __init__(self, parent=None, cache_bytes: int = PREVIEW_CACHE_BYTES, viewed_bytes: int = VIEWED_CACHE_BYTES):
         super().__init__(parent)
         self._cv = threading.Condition()
         self._pending: PreviewRequest | None = None
@@ -150,6 +152,7 @@ class PreviewWorker(QThread):
         self._idle_after = 0.0
         self._cache: OrderedDict[tuple[str, int], dict] = OrderedDict()
         self._cache_bytes = cache_bytes
+        self._viewed_bytes = min(viewed_bytes, cache_bytes)
         self._cached_bytes = 0
         self._ram: PreviewRequest | None = None  # the RAM preview's settings (its frame: the range's start)
         self._ram_todo: list[int] = []
@@ -331,12 +334,17 @@ class PreviewWorker(QThread):
             self._cached_bytes -= _nbytes(old)
         self._cache[(key, frame)] = images
         self._cached_bytes += _nbytes(images)
-        # least recently kept first; a RAM preview's frames stay (a new frame is not kept when only they are left)
-        while self._cached_bytes > self._cache_bytes and self._cache:
+        # least recently kept first; a RAM preview's frames stay (a new frame is not kept when only they are left);
+        # frames outside it keep at most ``viewed_bytes``
+        viewed = sum(_nbytes(v) for k, v in self._cache.items() if k not in self._pinned)
+        while (self._cached_bytes > self._cache_bytes or viewed > self._viewed_bytes) and self._cache:
             victim = next((k for k in self._cache if k not in self._pinned), None)
             if victim is None:
                 victim = next(iter(self._cache))
-            self._cached_bytes -= _nbytes(self._cache.pop(victim))
+            size = _nbytes(self._cache.pop(victim))
+            self._cached_bytes -= size
+            if victim not in self._pinned:
+                viewed -= size
             if victim[0] == key:
                 self.uncached.emit(victim[1])
         if (key, frame) in self._cache:

@@ -72,3 +72,21 @@ def test_ram_preview_in_the_studio_plays_full_frames_looped_and_stops_on_k(qtbot
     window.ram_preview()
     window.edit_setting("render.shadow_opacity", 0.5)
     assert window._ram_state is None
+
+
+def test_frames_outside_a_ram_preview_keep_a_smaller_share_of_the_memory(qtbot, demo):
+    from app.workers import PreviewWorker
+
+    project = Project.open(demo)
+    worker = PreviewWorker(viewed_bytes=2 * 6 * 2**20)  # two demo frames
+    got = []
+    worker.ready.connect(lambda rid, f, p, images: got.append((f, p)))
+    worker.hold_idle("test")  # no idle neighbours: only what is asked for
+    worker.start()
+    try:
+        for rid, f in enumerate((3, 9, 15, 21), start=1):
+            worker.request(rid, f, project, 0)
+            qtbot.waitUntil(lambda: (f, "full") in got, timeout=60000)
+        assert [k[1] for k in worker._cache] == [15, 21] and worker._cached_bytes <= 12 * 2**20
+    finally:
+        worker.stop()
