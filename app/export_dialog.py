@@ -170,21 +170,29 @@ class ExportDialog(QDialog):
             return None
         return False
 
-    def add_to_queue(self):
-        """Queue this export with the project as it is now; the queue renders one export after another."""
+    def _job(self):
+        """This export as the dialog describes it (the project as it is now), or None (the reason shown) when its
+        timecode is wrong or its destination must not be written."""
         from .render_queue import QueuedRender
 
         options = self.options()
         if options is None:
-            return
+            return None
         overwrite = self._destination()
         if overwrite is None:
-            return
+            return None
         start, end = self._range()
+        return QueuedRender(self.window.project, self.dest.text(), self.format.currentData(), start, end,
+                            scale=self.size.currentData(), layer=self.layer.currentData(), overwrite=overwrite,
+                            options=options)
+
+    def add_to_queue(self):
+        """Queue this export; the queue renders one export after another."""
+        job = self._job()
+        if job is None:
+            return
         queue = self.window.render_queue
-        queue.add(QueuedRender(self.window.project, self.dest.text(), self.format.currentData(), start, end,
-                               scale=self.size.currentData(), layer=self.layer.currentData(), overwrite=overwrite,
-                               options=options))
+        queue.add(job)
         self.window.render_queue_dock.show()
         self.window.render_queue_dock.raise_()
         self.status.setText(f"Added to the render queue ({len(queue.waiting())} waiting)")
@@ -192,17 +200,10 @@ class ExportDialog(QDialog):
     def start(self):
         if self.worker is not None:
             return
-        start, end = self._range()
-        options = self.options()
-        if options is None:
+        job = self._job()
+        if job is None:
             return
-        overwrite = self._destination()
-        if overwrite is None:
-            return
-        proj = self.window.project
-        self.worker = ExportWorker(proj, self.dest.text(), self.format.currentData(), start, end,
-                                   scale=self.size.currentData(), layer=self.layer.currentData(), parent=self,
-                                   overwrite=overwrite, **options)
+        self.worker = job.make_worker(self)
         self.worker.progress.connect(self._progress)
         self.worker.denoising.connect(self._denoising)
         self.worker.finished_ok.connect(self._finished)

@@ -33,6 +33,10 @@ class QueuedRender:
     done: int = 0
     total: int = 0
 
+    def make_worker(self, parent=None) -> ExportWorker:
+        return ExportWorker(self.project, self.output, self.fmt, self.start, self.end, scale=self.scale,
+                            layer=self.layer, parent=parent, overwrite=self.overwrite, **self.options)
+
     @property
     def finished(self) -> bool:
         return self.status in ("done", "failed", "cancelled")
@@ -141,8 +145,7 @@ class RenderQueue(QWidget):
             return
         self.current = job
         job.status = "rendering"
-        self.worker = ExportWorker(job.project, job.output, job.fmt, job.start, job.end, scale=job.scale,
-                                   layer=job.layer, parent=self, overwrite=job.overwrite, **job.options)
+        self.worker = job.make_worker(self)
         self.worker.progress.connect(self._progress)
         self.worker.finished_ok.connect(lambda _: self._end("done", ""))
         self.worker.failed.connect(lambda m: self._end("failed", m))
