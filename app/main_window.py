@@ -147,6 +147,7 @@ class MainWindow(QMainWindow):
         self.worker.ram_progress.connect(self._on_ram_progress)
         self.worker.ram_done.connect(self._on_ram_done)
         self._ram_state = None  # None | "rendering" | "playing": a RAM preview
+        self._ram_rid = 0
         # an edit makes a RAM preview's frames stale: it ends (the edited frames render as usual)
         self.undo.indexChanged.connect(lambda _: self.stop() if self._ram_state is not None else None)
         self.worker.start()
@@ -694,15 +695,17 @@ class MainWindow(QMainWindow):
         self.stop()
         a, b = self.play_range()
         self._ram_state = "rendering"
-        self.worker.ram_preview(self._rid, a, b, self.project, self.session.matte_revision)
+        self._rid += 1  # the RAM preview's own id: signals of an earlier one are not this one's
+        self._ram_rid = self._rid
+        self.worker.ram_preview(self._ram_rid, a, b, self.project, self.session.matte_revision)
         self.statusBar().showMessage(f"RAM preview: rendering frames {a}-{b} (K or Space stops)")
 
-    def _on_ram_progress(self, done, total):
-        if self._ram_state == "rendering":
+    def _on_ram_progress(self, rid, done, total):
+        if self._ram_state == "rendering" and rid == self._ram_rid:
             self.statusBar().showMessage(f"RAM preview: rendered {done} / {total} (K or Space stops)")
 
-    def _on_ram_done(self, done, total, message):
-        if self._ram_state != "rendering":
+    def _on_ram_done(self, rid, done, total, message):
+        if self._ram_state != "rendering" or rid != self._ram_rid:
             return
         if done == 0:
             self._ram_state = None

@@ -150,6 +150,9 @@ class RenderQueue(QWidget):
         self.worker.finished_ok.connect(lambda _: self._end("done", ""))
         self.worker.failed.connect(lambda m: self._end("failed", m))
         self.worker.cancelled.connect(lambda: self._end("cancelled", "nothing was written"))
+        # a worker that ends without saying how (an error no handler caught) still frees the queue
+        self.worker.finished.connect(lambda w=self.worker: self._end("failed", "the render stopped unexpectedly")
+                                     if self.worker is w else None)
         self.window.worker.hold_idle("render queue")
         self.worker.start()
         self._refresh()
@@ -168,10 +171,11 @@ class RenderQueue(QWidget):
             job.status, job.message = status, message
             if status == "done" and worker is not None and worker.warnings:
                 job.message = " ".join(worker.warnings)
-            self.finished.emit(job)
         self.current = None
-        self._next()
+        self._next()  # the next render starts before anyone is told (a message box must not hold the queue)
         self._refresh()
+        if job is not None:
+            self.finished.emit(job)
 
     # -- the panel ------------------------------------------------------------------------------------------------
     def _status_text(self, job: QueuedRender) -> str:

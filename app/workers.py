@@ -97,6 +97,7 @@ class _CompositorPair:
             self.proxy.quick_matte = True  # one frame keyed, not its window: the full pass follows at once
             self.media, self.key = media, key
         elif key != self.key:
+            self.key = None  # until both are configured: a failure part-way is redone next time
             self.full.configure(project)
             proxy_project = copy.deepcopy(project)
             proxy_project.render.deflicker = False
@@ -118,10 +119,11 @@ class PreviewWorker(QThread):
     Signals: ``ready(rid, frame, pass_name, images)`` with pass_name "proxy" then "full" (images: dict of uint8
     arrays from :func:`preview_images`), ``failed(rid, message)``, ``cached(frame)`` when a full frame is kept and
     ``uncached(frame)`` when it is dropped for memory,
-    ``ram_progress(done, total)`` and ``ram_done(cached, total, message)`` for a RAM preview.
+    ``ram_progress(rid, done, total)`` and ``ram_done(rid, cached, total, message)`` for a RAM preview.
 
     A RAM preview (:meth:`ram_preview`) renders a range at full quality into the cache (``PREVIEW_CACHE_BYTES``;
-    other frames keep at most ``VIEWED_CACHE_BYTES``), frames kept there while it lasts; requests go first, it goes on after each. Memory is bounded by bytes: a range
+    other frames keep at most ``VIEWED_CACHE_BYTES``), frames kept there while it lasts; requests go first, it
+    goes on after each. Memory is bounded by bytes: a range
     that does not fit renders the frames that do, from its start, and says so.
 
     A pass whose request is no longer the latest stops at its next frame to decode (what it computed stays cached),
@@ -135,8 +137,8 @@ class PreviewWorker(QThread):
     cached = Signal(int)
     busy = Signal(bool)
     uncached = Signal(int)  # a frame of the current settings left the cache
-    ram_progress = Signal(int, int)
-    ram_done = Signal(int, int, str)
+    ram_progress = Signal(int, int, int)
+    ram_done = Signal(int, int, int, str)
 
     def __init__(self, parent=None, cache_bytes: int = PREVIEW_CACHE_BYTES, viewed_bytes: int = VIEWED_CACHE_BYTES):
         super().__init__(parent)
@@ -264,11 +266,13 @@ class PreviewWorker(QThread):
     def _idle_step(self) -> None:
         """One unit of idle work (a frame); errors end the idle work quietly (the next request reports them)."""
         req, (kind, k) = self._idle, self._idle_todo.pop(0)
-        full = self._pair.full
-        if req is None or full is None:
+        if req is None or self._pair.full is None:
             self._idle_todo = []
             return
         try:
+            # the compositor set up for the request the idle work is about (a cache hit serves a request
+            # without configuring it: the pictures must not be made with the settings of the one before)
+            _, full = self._pair.get(req.project, req.key)
             if kind == "analyse":
                 if not full.is_analysed(k):
                     full.analyse(k)
@@ -294,7 +298,7 @@ class PreviewWorker(QThread):
             if (ram.key, k) not in self._cache:
                 if not self._room_for_one():
                     done = total - len(todo)
-                    self._end_ram(done, total, f"{done} of {total} frames fit in the preview memory "
+                    self._end_ram(ram, done, total, f"{done} of {total} frames fit in the preview memory "
                                                f"({self._cache_bytes / 2**30:.1f} GB); the rest play as they render")
                     return
                 layers = full.layers(k, with_original=True)
@@ -303,7 +307,7 @@ class PreviewWorker(QThread):
         except Cancelled:
             return  # a request first; the same frame after it
         except Exception as exc:
-            self._end_ram(total - len(todo), total, _user_message(exc))
+            self._end_ram(ram, total - len(todo), total, _user_message(exc))
             return
         with self._cv:
             if self._ram is ram and self._ram_todo and self._ram_todo[0] == k:
@@ -311,21 +315,27 @@ class PreviewWorker(QThread):
             remaining = len(self._ram_todo) if self._ram is ram else None
         if remaining is None:
             return
-        self.ram_progress.emit(total - remaining, total)
+        self.ram_progress.emit(ram.rid, total - remaining, total)
         if remaining == 0:
-            self._end_ram(total, total, "")
+            self._end_ram(ram, total, total, "")
 
-    def _end_ram(self, done: int, total: int, message: str) -> None:
+    def _end_ram(self, ram: PreviewRequest, done: int, total: int, message: str) -> None:
         with self._cv:
+            if self._ram is not ram:  # a newer RAM preview (or a cancel) came meanwhile: it is not this one's
+                return
             self._ram_todo = []
-        self.ram_done.emit(done, total, message)
+            # what did not fit is not pinned: only the rendered frames stay in memory for the playback
+            self._pinned = {(ram.key, k) for k in self._ram_range[:done]}
+        self.ram_done.emit(ram.rid, done, total, message)
 
     def _room_for_one(self) -> bool:
         """Whether one more frame (the size of the last kept) fits without evicting a RAM preview's frame."""
         if not self._cache:
             return True
         size = _nbytes(next(reversed(self._cache.values())))
-        unpinned = sum(_nbytes(v) for k, v in self._cache.items() if k not in self._pinned)
+        with self._cv:
+            pinned = set(self._pinned)
+        unpinned = sum(_nbytes(v) for k, v in self._cache.items() if k not in pinned)
         return self._cached_bytes + size <= self._cache_bytes or unpinned >= size
 
     def _keep(self, key: str, frame: int, images: dict) -> None:
@@ -336,15 +346,19 @@ class PreviewWorker(QThread):
         self._cached_bytes += _nbytes(images)
         # least recently kept first; a RAM preview's frames stay (a new frame is not kept when only they are left);
         # frames outside it keep at most ``viewed_bytes``
-        viewed = sum(_nbytes(v) for k, v in self._cache.items() if k not in self._pinned)
+        with self._cv:
+            pinned = set(self._pinned)
+        viewed = sum(_nbytes(v) for k, v in self._cache.items() if k not in pinned)
         while (self._cached_bytes > self._cache_bytes or viewed > self._viewed_bytes) and self._cache:
-            victim = next((k for k in self._cache if k not in self._pinned), None)
-            if victim is None:
-                victim = next(iter(self._cache))
+            victim = next((k for k in self._cache if k not in pinned), None)
+            if victim is None:  # only a RAM preview's frames are left: the new frame is the one not kept
+                victim = (key, frame)
             size = _nbytes(self._cache.pop(victim))
             self._cached_bytes -= size
-            if victim not in self._pinned:
+            if victim not in pinned:
                 viewed -= size
+            if victim == (key, frame):
+                break
             if victim[0] == key:
                 self.uncached.emit(victim[1])
         if (key, frame) in self._cache:

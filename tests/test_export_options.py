@@ -31,7 +31,9 @@ def test_timecode_parses_formats_and_refuses_what_is_not_one():
     assert parse_timecode("00:00:01:05", 30000 / 1001) == 35  # 29.97 counts frames as 30 (non-drop)
     assert format_timecode(90000 + 7, 25) == "01:00:00:07"
     assert format_timecode(parse_timecode("23:59:59:24", 25) + 1, 25) == "00:00:00:00"  # wraps at 24 h
-    for bad, why in (("1:00:00", "HH:MM:SS:FF"), ("00:61:00:00", "up to 59"), ("00:00:00:25", "up to 24")):
+    assert format_timecode(13, 12.5) == "00:00:01:00"  # 12.5 fps counts 13 a second, as ffmpeg's tmcd track
+    for bad, why in (("1:00:00", "HH:MM:SS:FF"), ("00:61:00:00", "up to 59"), ("00:00:00:25", "up to 24"),
+                     ("00:00:01;02", "non-drop-frame")):
         with pytest.raises(Exception, match=why):
             parse_timecode(bad, 25)
 
@@ -112,7 +114,10 @@ def test_the_render_queue_runs_exports_one_after_another(qtbot, window, demo, tm
     dlg.range.setCurrentIndex(1)
     queue = window.render_queue
     ends = []
-    queue.finished.connect(lambda job: ends.append((job.output, job.status)))
+    # (told after the next render has started: a message box about one must not hold the others)
+    queue.finished.connect(lambda job: ends.append((job.output, job.status)) or nexts.append(
+        queue.current.output if queue.current else None))
+    nexts = []
     for k, (a, b) in enumerate(((0, 3), (5, 9), (20, 22))):
         window.project.in_point, window.project.out_point = a, b
         dlg.dest.setText(str(tmp_path / f"q{k}.mp4"))
@@ -130,6 +135,7 @@ def test_the_render_queue_runs_exports_one_after_another(qtbot, window, demo, tm
     window.edit_setting("render.shadow_opacity", 0.9)
     qtbot.waitUntil(lambda: len(ends) == 2, timeout=180000)
     assert ends == [(str(tmp_path / "q0.mp4"), "done"), (str(tmp_path / "q1.mp4"), "done")]
+    assert nexts == [str(tmp_path / "q1.mp4"), None]
     assert len(open_source(tmp_path / "q0.mp4")) == 4 and len(open_source(tmp_path / "q1.mp4")) == 5
     assert queue.jobs[1].project.render.shadow_opacity != 0.9
     assert not (tmp_path / "q2.mp4").exists() and not window.worker._holds

@@ -220,3 +220,38 @@ def test_the_proxy_keys_one_frame_and_the_full_pass_its_smoothed_window(demo):
     finally:
         proxy.close()
         full.close()
+
+
+def test_idle_neighbours_after_a_cache_hit_are_made_with_that_requests_settings(qtbot, demo):
+    """A request served from the cache configures nothing; the idle work after it must still render the neighbours
+    with its settings (they were once made with the previous request's and filed under this one's)."""
+    from app.workers import PreviewWorker, snapshot_key
+    from harmovid_engine.render.preview import preview_images
+
+    a = Project.open(demo)
+    b = copy.deepcopy(a)
+    b.render.engine_settings["colour"] = 0.0
+    b.render.light_wrap = False
+    worker = PreviewWorker()
+    got = []
+    worker.ready.connect(lambda rid, f, p, images: got.append((rid, p)))
+    worker.start()
+    try:
+        for rid, project in ((1, a), (2, b)):
+            worker.hold_idle("test")
+            worker.request(rid, 10, project, 0)
+            qtbot.waitUntil(lambda: (rid, "full") in got, timeout=60000)
+        key_a = snapshot_key(copy.deepcopy(a), 0)
+        assert (key_a, 11) not in worker._cache
+        worker.request(3, 10, a, 0)  # a cache hit: the compositors stay configured for b
+        qtbot.waitUntil(lambda: (3, "full") in got, timeout=60000)
+        worker.hold_idle("test", False)
+        qtbot.waitUntil(lambda: (key_a, 11) in worker._cache, timeout=60000)
+        fresh = Compositor(a)
+        try:
+            expect = preview_images(fresh.layers(11, with_original=True))["composite"]
+        finally:
+            fresh.close()
+        assert np.array_equal(worker._cache[(key_a, 11)]["composite"], expect)
+    finally:
+        worker.stop()

@@ -6,7 +6,7 @@ from test_studio import demo, wait_full, window  # noqa: F401  (fixtures)
 
 def _run(qtbot, worker, start, end, project):
     done = []
-    worker.ram_done.connect(lambda n, total, msg: done.append((n, total, msg)))
+    worker.ram_done.connect(lambda rid, n, total, msg: done.append((n, total, msg)))
     worker.ram_preview(1, start, end, project, 0)
     qtbot.waitUntil(lambda: bool(done), timeout=120000)
     return done[0]
@@ -43,6 +43,7 @@ def test_a_range_larger_than_the_memory_renders_what_fits_and_says_so(qtbot, dem
     try:
         n, total, message = _run(qtbot, worker, 0, 9, project)
         assert total == 10 and 2 <= n <= 3 and f"{n} of 10 frames fit in the preview memory" in message
+        assert len(worker._pinned) == n  # what did not fit is not held for: later frames may use the room
         assert worker._cached_bytes <= worker._cache_bytes
     finally:
         worker.stop()

@@ -7,7 +7,8 @@ streams a range with one decoder and bounded memory. A small LRU keeps recently 
 Video decodes in process (PyAV, the FFmpeg libraries: no process to start per seek). A seek goes to the keyframe
 before the target and decodes forward (frames before the target are dropped, so B-frames and open GOPs are exact;
 the last few are kept in the cache, for stepping back); reads a little ahead of the open decoder continue it instead
-of seeking. The conversion to RGB is ffmpeg's scale filter with the flags the writers' round-trip tests assume. Colour conversion to RGB honours the file's matrix and range
+of seeking. The conversion to RGB is ffmpeg's scale filter with the flags the writers' round-trip tests assume.
+Colour conversion to RGB honours the file's matrix and range
 (BT.709 default, untagged SD as BT.601, limited or full range).
 """
 
@@ -74,6 +75,9 @@ class FrameCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key: int) -> bool:  # (not a use: the hit counters and the order stay)
+        return key in self._items
 
 
 class FrameSource:
@@ -217,6 +221,7 @@ class _Decoder:
         self.check_overshoot = False  # set by VideoSource for a seek that may overshoot
         self.preroll = None
         self._preroll_from: int | None = None  # the first keyframe's index: frames from it on are whole pictures
+        self._reached = False  # whether the target (the first frame at or after ``start``) was decoded
         self.channels = 4 if info.has_alpha else 3
         deep = info.bit_depth > 8
         self.dtype = np.dtype("<u2") if deep else np.dtype(np.uint8)
@@ -262,13 +267,15 @@ class _Decoder:
             if key and self._preroll_from is None:
                 self._preroll_from = j
             if j < self.next_index:  # before the target (a seek's pre-roll) or a repeated timestamp
-                if self.preroll is not None and self._preroll_from is not None and \
+                # (only a seek's way to its target: a repeated timestamp later is dropped, as streaming does)
+                if self.preroll is not None and self._preroll_from is not None and not self._reached and \
                         self._preroll_from <= j and self.next_index - j <= SEEK_AHEAD_LIMIT:
                     self.preroll(j, self._picture, frame)
                 continue
             if self.check_overshoot and j > self.next_index:
                 raise _Overshoot(j)
             self.check_overshoot = False
+            self._reached = True
             self._pending = (j, self._picture(frame))
         return self._pending[0]
 
@@ -412,7 +419,7 @@ class VideoSource(FrameSource):
 
     def _keep_preroll(self, index: int, picture, frame) -> None:
         """Keep a frame a seek decoded on its way, still in the decoder's format (converted when it is read)."""
-        if index in self._preroll or self.cache.get(index) is not None:
+        if index in self._preroll or index in self.cache:
             return  # a repeated timestamp keeps its first picture, as streaming does
         self._preroll[index] = (picture, frame)
         self._preroll_bytes += _frame_bytes(frame)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
 from ..errors import HarmoVidError
 
-_TC = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})[:;.](\d{2})$")
+_TC = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})[:.](\d{2})$")
 
 
 def nominal_rate(fps) -> int:
     """Frames per timecode second: the rate rounded (30000/1001 -> 30)."""
-    return max(1, round(float(Fraction(fps))))
+    return max(1, math.floor(float(Fraction(fps)) + 0.5))  # halves up, as ffmpeg's timecode track counts
 
 
 def parse_timecode(text: str, fps) -> int:
@@ -20,7 +21,7 @@ def parse_timecode(text: str, fps) -> int:
     m = _TC.match(text.strip())
     n = nominal_rate(fps)
     if not m:
-        raise HarmoVidError(f"'{text}' is not a timecode: write it as HH:MM:SS:FF, e.g. 01:00:00:00")
+        raise HarmoVidError(f"'{text}' is not a timecode: write it as HH:MM:SS:FF (non-drop-frame), e.g. 01:00:00:00")
     h, mi, s, f = (int(g) for g in m.groups())
     if mi > 59 or s > 59:
         raise HarmoVidError(f"'{text}' is not a timecode: minutes and seconds go up to 59")

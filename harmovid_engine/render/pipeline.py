@@ -155,7 +155,9 @@ class Compositor:
         harmonize_key = _key(matte_key, name, engine_settings, placement, str(project.plate_path))
         deflicker_key = _key(harmonize_key, r.deflicker, getattr(r, "deflicker_method", "analytic"),
                              r.deflicker_radius)
-        old, self._keys = self._keys, {"matte": matte_key, "harmonize": harmonize_key, "deflicker": deflicker_key}
+        # (cleared while the stages are rebuilt: a configure that fails part-way is redone in full next time)
+        old, self._keys = self._keys, {}
+        new_keys = {"matte": matte_key, "harmonize": harmonize_key, "deflicker": deflicker_key}
         if old.get("matte") != matte_key:
             self._quick = WindowCache(4)
         if old.get("deflicker") != deflicker_key:
@@ -186,6 +188,7 @@ class Compositor:
         self.shadow = ShadowStage(r, timer)
         self.place_over = PlaceOverStage(timer)
         self.radius = sum(c.radius for c in self.contracts)
+        self._keys = new_keys
 
     @property
     def matte(self) -> MatteStage:
