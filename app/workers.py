@@ -123,8 +123,8 @@ class PreviewWorker(QThread):
 
     A RAM preview (:meth:`ram_preview`) renders a range at full quality into the cache (``PREVIEW_CACHE_BYTES``;
     other frames keep at most ``VIEWED_CACHE_BYTES``), frames kept there while it lasts; requests go first, it
-    goes on after each. Memory is bounded by bytes: a range
-    that does not fit renders the frames that do, from its start, and says so.
+    goes on after each. Memory is bounded by bytes: a range that does not fit renders the frames that do, from its
+    start, and says so.
 
     A pass whose request is no longer the latest stops at its next frame to decode (what it computed stays cached),
     so scrubbing shows proxies as fast as they come instead of waiting for stale full passes. While no request waits,

@@ -7,9 +7,8 @@ streams a range with one decoder and bounded memory. A small LRU keeps recently 
 Video decodes in process (PyAV, the FFmpeg libraries: no process to start per seek). A seek goes to the keyframe
 before the target and decodes forward (frames before the target are dropped, so B-frames and open GOPs are exact;
 the last few are kept in the cache, for stepping back); reads a little ahead of the open decoder continue it instead
-of seeking. The conversion to RGB is ffmpeg's scale filter with the flags the writers' round-trip tests assume.
-Colour conversion to RGB honours the file's matrix and range
-(BT.709 default, untagged SD as BT.601, limited or full range).
+of seeking. The conversion to RGB is ffmpeg's scale filter with the flags the writers' round-trip tests assume; it
+honours the file's matrix and range (BT.709 default, untagged SD as BT.601, limited or full range).
 """
 
 from __future__ import annotations
