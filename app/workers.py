@@ -33,8 +33,8 @@ IDLE_RENDER_AHEAD = (1, -1, 2)
 # Idle work starts this long after the last request was served: a burst of seeks (clicks along the timeline) gets
 # each picture without waiting for an idle frame in flight; a pause gets the neighbours ready.
 IDLE_DELAY_S = 0.1
-# Full-quality preview frames kept (all view modes of a frame: ~5.6 MB at 560 x 720, ~28 MB at 1080p); a RAM
-# preview renders its range into this memory and plays from it.
+
+
 def _preview_cache_bytes() -> int:
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -43,7 +43,9 @@ def _preview_cache_bytes() -> int:
     return int(min(2 * 2**30, max(512 * 2**20, ram // 8)))
 
 
-PREVIEW_CACHE_BYTES = _preview_cache_bytes()  # 2 GB, or an eighth of the machine's memory where that is less
+# Full-quality preview frames kept (all view modes of a frame: ~5.6 MB at 560 x 720, ~28 MB at 1080p): 2 GB, or an
+# eighth of the machine's memory where that is less; a RAM preview renders its range into this memory.
+PREVIEW_CACHE_BYTES = _preview_cache_bytes()
 # Of it, frames outside a RAM preview (the playhead's, the neighbours') keep at most this much.
 VIEWED_CACHE_BYTES = min(PREVIEW_CACHE_BYTES, 512 * 2**20)
 
@@ -276,10 +278,8 @@ class PreviewWorker(QThread):
             if kind == "analyse":
                 if not full.is_analysed(k):
                     full.analyse(k)
-            elif (req.key, k) not in self._cache:
-                layers = full.layers(k, with_original=True)
-                full.check_interrupt()
-                self._keep(req.key, k, preview_images(layers))
+            else:
+                self._render_kept(full, req.key, k)
         except Cancelled:
             pass
         except Exception:  # the same frame requested will show the error
@@ -294,16 +294,13 @@ class PreviewWorker(QThread):
             k = todo[0]
         total = len(self._ram_range)
         try:
-            proxy, full = self._pair.get(ram.project, ram.key)
-            if (ram.key, k) not in self._cache:
-                if not self._room_for_one():
-                    done = total - len(todo)
-                    self._end_ram(ram, done, total, f"{done} of {total} frames fit in the preview memory "
-                                               f"({self._cache_bytes / 2**30:.1f} GB); the rest play as they render")
-                    return
-                layers = full.layers(k, with_original=True)
-                full.check_interrupt()
-                self._keep(ram.key, k, preview_images(layers))
+            _, full = self._pair.get(ram.project, ram.key)
+            if (ram.key, k) not in self._cache and not self._room_for_one():
+                done = total - len(todo)
+                self._end_ram(ram, done, total, f"{done} of {total} frames fit in the preview memory "
+                                           f"({self._cache_bytes / 2**30:.1f} GB); the rest play as they render")
+                return
+            self._render_kept(full, ram.key, k)
         except Cancelled:
             return  # a request first; the same frame after it
         except Exception as exc:
@@ -318,6 +315,13 @@ class PreviewWorker(QThread):
         self.ram_progress.emit(ram.rid, total - remaining, total)
         if remaining == 0:
             self._end_ram(ram, total, total, "")
+
+    def _render_kept(self, full: Compositor, key: str, k: int) -> None:
+        """Frame k at full quality into the cache (unless it is there); a newer request stops it."""
+        if (key, k) not in self._cache:
+            layers = full.layers(k, with_original=True)
+            full.check_interrupt()
+            self._keep(key, k, preview_images(layers))
 
     def _end_ram(self, ram: PreviewRequest, done: int, total: int, message: str) -> None:
         with self._cv:

@@ -255,3 +255,25 @@ def test_idle_neighbours_after_a_cache_hit_are_made_with_that_requests_settings(
         assert np.array_equal(worker._cache[(key_a, 11)]["composite"], expect)
     finally:
         worker.stop()
+
+
+def test_an_analysed_range_longer_than_the_window_stays_analysed(demo):
+    """The idle analysis keeps engine parameters and pair changes beyond the deflicker window (its samples, ~1 MB a
+    frame, are not kept): a frame analysed once is not analysed again when the idle work is planned anew."""
+    project = Project.open(demo)
+    comp = Compositor(project, analysis_frames=80)
+    try:
+        n = comp.frame_count
+        assert n > 2 * comp.deflicker.radius + 8  # the range is longer than the samples kept
+        for k in range(n):
+            comp.analyse(k)
+        assert all(comp.is_analysed(k) for k in range(n))
+        calls = []
+        original = comp.matte.talent_linear
+        comp.matte.talent_linear = lambda *a, **kw: (calls.append(a[0]), original(*a, **kw))[1]
+        for k in range(n):
+            if not comp.is_analysed(k):
+                comp.analyse(k)
+        assert calls == []  # nothing decoded or keyed again
+    finally:
+        comp.close()

@@ -15,6 +15,7 @@ The CLI render, the Studio's previews, export and scope, and ``harmovid bench`` 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -51,8 +52,6 @@ class FrameLayers:
 
 
 def _key(*parts) -> str:
-    import json
-
     return json.dumps(parts, sort_keys=True, default=str)
 
 
@@ -346,22 +345,20 @@ class Compositor:
             self.deflicker.prefetch(i, talent)
 
     def analyse(self, i: int) -> None:
-        """Compute and cache frame i's per-frame analysis (its engine parameters, deflicker sample and the lighting
-        change from frame i - 1): with it, a frame whose window is analysed needs only its own talent decoded.
-        Interruptible (``interrupt``)."""
+        """Compute and cache frame i's per-frame analysis (its engine parameters and the lighting change from frame
+        i - 1, the small part of the deflicker's work that is kept beyond its window): with it, a frame whose window
+        is analysed needs only its own talent decoded. Interruptible (``interrupt``)."""
         if not 0 <= i < self.frame_count:
             return
         self.harmonize.params(i)
-        if self.deflicker is not None:
-            self.deflicker.sample(i)
-            if i > 0:
-                self.deflicker.delta(i)
+        if self.deflicker is not None and i > 0:
+            self.deflicker.delta(i)
 
     def is_analysed(self, i: int) -> bool:
         """Whether frame i's analysis (see :meth:`analyse`) is cached."""
         if not self.harmonize.has_params(i):
             return False
-        return self.deflicker is None or self.deflicker.has_sample(i) and (i == 0 or self.deflicker.has_delta(i))
+        return self.deflicker is None or i == 0 or self.deflicker.has_delta(i)
 
     def warm_window(self, i: int, pool) -> None:
         """Analyse frame i's whole temporal window on this thread and ``pool``'s worker together (see

@@ -179,9 +179,6 @@ class DeflickerStage:
         window, and a new pair change the samples at the analysed range's ends."""
         self._deltas.cap = max(cap, 2 * self.radius + 8)
 
-    def has_sample(self, i: int) -> bool:
-        return i in self._samples
-
     def has_delta(self, i: int) -> bool:
         return i in self._deltas
 
